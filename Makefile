@@ -1,0 +1,32 @@
+# The two commands: `make demo` and `make test`. Both set everything up from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+
+.PHONY: demo test lint ui install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check alter_pipeline tests benchmarks
+	$(BIN)/ruff format --check alter_pipeline tests benchmarks
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python -m alter_pipeline.demo
+
+ui: $(STAMP)
+	$(BIN)/alter-pipeline ui
+
+clean:
+	rm -rf data/* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

@@ -1,0 +1,76 @@
+"""Settings from environment variables, optionally seeded by a `.env` file in the working dir.
+
+Plain Python, no Dagster: the CLI, the client and the Dagster resources all read settings here.
+Real environment variables win over `.env` entries.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from alter_pipeline.contract import DEFAULT_BASE_URL
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def load_dotenv(path: Path | None = None) -> None:
+    """Copy `KEY=value` lines of `.env` into os.environ unless already set there."""
+    path = path or Path.cwd() / ".env"
+    if not path.is_file():
+        return
+    for number, raw in enumerate(path.read_text("utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :]
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{path}:{number}: expected NAME=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        os.environ.setdefault(name.strip(), value)
+
+
+def validate_base_url(url: str, variable: str = "ALTER_API_BASE_URL") -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{variable} must be an http(s) URL, got {url!r}")
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str = field(default="", repr=False)
+    api_token: str = field(default="", repr=False)
+    data_dir: Path = Path("data")
+    dagster_home: Path = Path("dagster_home")
+    rules_file: Path = Path("rules.yaml")
+    webhooks_file: Path = Path("webhooks.yaml")
+
+    @classmethod
+    def from_env(cls, *, dotenv: bool = True) -> Settings:
+        if dotenv:
+            load_dotenv()
+        env = os.environ
+        return cls(
+            base_url=validate_base_url(env.get("ALTER_API_BASE_URL") or DEFAULT_BASE_URL),
+            api_key=env.get("ALTER_API_KEY", ""),
+            api_token=env.get("ALTER_API_TOKEN", ""),
+            data_dir=Path(env.get("ALTER_DATA_DIR") or "data").absolute(),
+            dagster_home=Path(env.get("DAGSTER_HOME") or "dagster_home").absolute(),
+            rules_file=Path(env.get("ALTER_RULES_FILE") or "rules.yaml"),
+            webhooks_file=Path(env.get("ALTER_WEBHOOKS_FILE") or "webhooks.yaml"),
+        )
+
+    def require_credentials(self) -> None:
+        for variable, value in (("ALTER_API_KEY", self.api_key), ("ALTER_API_TOKEN", self.api_token)):
+            if not value.strip():
+                raise ConfigError(f"{variable} is empty: set it in the environment or in .env")
