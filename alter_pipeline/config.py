@@ -71,6 +71,9 @@ class Settings:
         )
 
     def require_credentials(self) -> None:
-        for variable, value in (("ALTER_API_KEY", self.api_key), ("ALTER_API_TOKEN", self.api_token)):
+        for variable, value in (
+            ("ALTER_API_KEY", self.api_key),
+            ("ALTER_API_TOKEN", self.api_token),
+        ):
             if not value.strip():
                 raise ConfigError(f"{variable} is empty: set it in the environment or in .env")

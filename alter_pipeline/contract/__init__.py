@@ -42,4 +42,6 @@ def example(name: str) -> Any:
 
 def example_names() -> list[str]:
     folder = resources.files(__package__).joinpath("examples")
-    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+    return sorted(
+        p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")
+    )

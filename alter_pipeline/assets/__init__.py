@@ -1,0 +1,1 @@
+"""Dagster assets, checks, jobs and schedules of the pipeline."""

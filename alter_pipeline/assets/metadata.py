@@ -1,0 +1,56 @@
+"""Materialization metadata: row counts, column schema and a markdown preview of a lake table."""
+
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alter_pipeline.lake import Snapshot
+
+PREVIEW_ROWS = 5
+PREVIEW_COLUMNS = 8
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=f.name, type=str(f.type), description=None if f.nullable else "required"
+            )
+            for f in schema
+        ]
+    )
+
+
+def markdown_preview(table: pa.Table) -> str:
+    columns = table.column_names[:PREVIEW_COLUMNS]
+    rows = table.select(columns).slice(0, PREVIEW_ROWS).to_pylist()
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")[:40]
+
+
+def first_rows(snapshot: Snapshot, table: str, limit: int = PREVIEW_ROWS) -> pa.Table:
+    files = sorted(snapshot.table_dir(table).rglob("*.parquet"))
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        if parquet.metadata.num_rows:
+            return parquet.read_row_group(0).slice(0, limit)
+    return pq.read_schema(files[0]).empty_table() if files else pa.table({})
+
+
+def table_metadata(snapshot: Snapshot, table: str, schema: pa.Schema) -> dict[str, Any]:
+    return {
+        "dagster/row_count": dg.MetadataValue.int(snapshot.rows(table)),
+        "dagster/column_schema": column_schema(schema),
+        "preview": dg.MetadataValue.md(markdown_preview(first_rows(snapshot, table))),
+        "snapshot_id": snapshot.snapshot_id,
+        "path": dg.MetadataValue.path(str(snapshot.table_dir(table))),
+    }

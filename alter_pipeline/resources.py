@@ -1,0 +1,51 @@
+"""Dagster resources: the API client and the lake, configured from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from alter_pipeline.config import Settings, validate_base_url
+from alter_pipeline.lake import Lake
+
+
+class AlterApiResource(dg.ConfigurableResource):
+    """The Alter public API. Key and token come from `EnvVar`s, so the UI never shows them."""
+
+    api_key: str = Field(description="x-alter-access-key (set through EnvVar('ALTER_API_KEY'))")
+    api_token: str = Field(description="x-alter-access-token (EnvVar('ALTER_API_TOKEN'))")
+    base_url: str | None = Field(
+        default=None, description="Defaults to $ALTER_API_BASE_URL, else the public endpoint."
+    )
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    max_attempts: int = 6
+    concurrency: int = Field(default=8, description="Pages in flight while listing.")
+
+    def resolved_base_url(self) -> str:
+        return validate_base_url(self.base_url) if self.base_url else Settings.from_env().base_url
+
+    def client(self):  # -> alter_pipeline.api.AlterClient (imported lazily: keeps load fast)
+        from alter_pipeline.api import AlterClient, RetryPolicy, Timeouts
+
+        return AlterClient(
+            self.resolved_base_url(),
+            self.api_key,
+            self.api_token,
+            timeouts=Timeouts(connect=self.connect_timeout_s, read=self.read_timeout_s),
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+        )
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where the Parquet lake and the DuckDB warehouse live ($ALTER_DATA_DIR, default ./data)."""
+
+    data_dir: str | None = None
+
+    def path(self) -> Path:
+        return Path(self.data_dir).absolute() if self.data_dir else Settings.from_env().data_dir
+
+    def lake(self) -> Lake:
+        return Lake(self.path())

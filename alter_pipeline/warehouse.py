@@ -1,0 +1,91 @@
+"""The DuckDB warehouse: a small database file holding only views over the lake's Parquet files.
+
+Views read `lake/<table>/**/*.parquet`; `lake` is a symlink swapped atomically by each sync,
+so the view definitions never change when data changes. A sync therefore needs to write
+`warehouse.duckdb` only when the set of tables changes, and skips that (with a warning) if an
+analyst holds the file open, instead of failing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+WAREHOUSE_FILE = "warehouse.duckdb"
+# Tables whose files sit in hive partitions (e.g. order_events/date=2026-11-26/part-*.parquet).
+PARTITIONED_TABLES = frozenset({"order_events", "status_transitions"})
+
+
+@dataclass(frozen=True)
+class ViewSync:
+    created: list[str]
+    skipped_reason: str | None = None
+
+
+def view_sql(data_dir: Path, table: str) -> str:
+    pattern = (data_dir.absolute() / "lake" / table / "**" / "*.parquet").as_posix()
+    partitioned = "true" if table in PARTITIONED_TABLES else "false"
+    return (
+        f'CREATE OR REPLACE VIEW "{table}" AS SELECT * FROM read_parquet('
+        f"'{_quote(pattern)}', hive_partitioning = {partitioned}, union_by_name = true)"
+    )
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def lake_tables(data_dir: Path) -> list[str]:
+    lake = data_dir / "lake"
+    if not lake.is_dir():
+        return []
+    return sorted(p.name for p in lake.iterdir() if p.is_dir() and any(p.rglob("*.parquet")))
+
+
+def ensure_views(data_dir: Path) -> ViewSync:
+    """Create a view per lake table, touching the file only when the definitions changed."""
+    tables = lake_tables(data_dir)
+    statements = [view_sql(data_dir, t) for t in tables]
+    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+    stamp = data_dir / ".warehouse-views.json"
+    if stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest:
+        return ViewSync(created=[])
+    try:
+        with duckdb.connect(str(data_dir / WAREHOUSE_FILE)) as con:
+            for sql in statements:
+                con.execute(sql)
+    except duckdb.IOException as error:
+        reason = f"{WAREHOUSE_FILE} is held open by another process; views left as they were"
+        log.warning("%s (%s)", reason, error)
+        return ViewSync(created=[], skipped_reason=reason)
+    stamp.write_text(json.dumps({"digest": digest, "tables": tables}))
+    return ViewSync(created=tables)
+
+
+def connect(data_dir: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """A connection that sees every lake table as a view.
+
+    Opens the warehouse file read-only; if a writer holds it (or it does not exist yet), falls
+    back to an in-memory database with the same views so queries still answer.
+    """
+    path = data_dir / WAREHOUSE_FILE
+    if path.is_file():
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException:
+            log.info("%s is locked; answering from an in-memory catalogue", path)
+    return memory_connection(data_dir)
+
+
+def memory_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    for table in lake_tables(data_dir):
+        con.execute(view_sql(data_dir, table))
+    return con
