@@ -1,0 +1,275 @@
+"""`alter-pipeline`: the shop operator's command line.
+
+Errors print one line and exit 2 (bad input or configuration) or 1 (the run failed);
+`--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alter_pipeline.config import ConfigError, Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+auth_app = typer.Typer(no_args_is_help=True, help="Check API credentials.")
+app.add_typer(auth_app, name="auth")
+
+console = Console()
+errors = Console(stderr=True)
+_state = {"debug": False}
+T = TypeVar("T")
+
+
+class UsageProblem(Exception):
+    """Bad input from the person at the keyboard: exit code 2."""
+
+
+class RunFailed(Exception):
+    """The work itself failed: exit code 1."""
+
+
+def guarded(action: Callable[[], T]) -> T:
+    """Run `action`, turning known failures into one line on stderr and an exit code."""
+    try:
+        return action()
+    except (UsageProblem, ConfigError) as problem:
+        _fail(problem, 2)
+    except RunFailed as failure:
+        _fail(failure, 1)
+    except Exception as error:  # the client's typed errors and anything unforeseen
+        _fail(error, _exit_code_for(error))
+    raise AssertionError("unreachable")
+
+
+def _exit_code_for(error: Exception) -> int:
+    from alter_pipeline.api.errors import AlterAPIError
+
+    return 1 if isinstance(error, AlterAPIError) else 2 if isinstance(error, ValueError) else 1
+
+
+def _fail(error: Exception, code: int) -> None:
+    if _state["debug"]:
+        raise error
+    errors.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main_options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+# ---- auth --------------------------------------------------------------------------------
+
+
+@auth_app.command("check")
+def auth_check() -> None:
+    """Print the storefront, credential and scopes the configured key and token give."""
+
+    def check() -> None:
+        from alter_pipeline.api import AlterClient
+
+        conf = settings()
+        conf.require_credentials()
+        with AlterClient(conf.base_url, conf.api_key, conf.api_token) as client:
+            info = client.auth_check()
+        console.print(f"API:         {conf.base_url}")
+        console.print(f"storefront:  {info.storefront_id}")
+        console.print(f"owner:       {info.user_owner_id}")
+        console.print(f"credential:  {info.credential_id}")
+        console.print(f"scopes:      {', '.join(info.scopes) or '(none)'}")
+
+    guarded(check)
+
+
+# ---- sync and analytics ------------------------------------------------------------------
+
+
+@app.command()
+def sync(
+    full: bool = typer.Option(False, "--full", help="Read every order (a reconcile)."),
+) -> None:
+    """Sync orders, items and products into the lake, as a recorded Dagster run."""
+
+    def run() -> None:
+        conf = settings()
+        conf.require_credentials()
+        outcome = _run_with_progress(
+            "sync_job", conf, {"ops": {"alter_sync": {"config": {"full": full}}}}
+        )
+        meta = outcome.metadata
+        orders, items = meta.get("orders", {}), meta.get("order_items", {})
+        console.print(
+            f"synced {orders.get('dagster/row_count', 0)} orders, "
+            f"{items.get('dagster/row_count', 0)} items, "
+            f"{meta.get('products', {}).get('dagster/row_count', 0)} products in "
+            f"{orders.get('sync_duration_s', 0)} s with {orders.get('api_requests', 0)} requests "
+            f"(run {outcome.run_id})"
+        )
+        if outcome.failed_checks:
+            raise RunFailed(f"failed checks: {', '.join(outcome.failed_checks)}")
+
+    guarded(run)
+
+
+@app.command()
+def analytics() -> None:
+    """Rebuild the dashboard tables from the current lake snapshot."""
+
+    def run() -> None:
+        outcome = _run_job("analytics_job", settings())
+        console.print(f"analytics tables rebuilt: {', '.join(sorted(outcome.metadata))}")
+
+    guarded(run)
+
+
+def _run_job(name: str, conf: Settings, run_config: dict[str, Any] | None = None):
+    from alter_pipeline.jobs_runner import run_job
+
+    outcome = run_job(name, conf, run_config)
+    if not outcome.success:
+        raise RunFailed(f"{name} failed: {outcome.error} (run {outcome.run_id})")
+    return outcome
+
+
+def _run_with_progress(name: str, conf: Settings, run_config: dict[str, Any]):
+    from rich.progress import Progress
+
+    from alter_pipeline import sync as sync_module
+
+    if not console.is_terminal:
+        return _run_job(name, conf, run_config)
+    with Progress(console=console, transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def show(entity: str, done: int, total: int, rows: int) -> None:
+            if entity not in tasks:
+                tasks[entity] = progress.add_task(entity, total=total)
+            progress.update(
+                tasks[entity], completed=done, total=total, description=f"{entity} {rows}"
+            )
+
+        sync_module.progress_listeners.append(show)
+        try:
+            return _run_job(name, conf, run_config)
+        finally:
+            sync_module.progress_listeners.remove(show)
+
+
+# ---- query -------------------------------------------------------------------------------
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help="SQL over the warehouse views (orders, order_items, ...)."),
+    output: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
+) -> None:
+    """Run SQL against the DuckDB warehouse and print the result."""
+
+    def run() -> None:
+        import duckdb
+
+        from alter_pipeline.warehouse import connect
+
+        with connect(settings().data_dir) as con:
+            try:
+                cursor = con.execute(sql)
+            except duckdb.Error as error:
+                raise UsageProblem(f"SQL error: {str(error).splitlines()[0]}") from error
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall()
+        _print_rows(columns, rows, output)
+
+    guarded(run)
+
+
+def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], output: OutputFormat) -> None:
+    if output is OutputFormat.json:
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        sys.stdout.write(json.dumps(records, default=str, ensure_ascii=False, indent=2) + "\n")
+    elif output is OutputFormat.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        table = Table(*columns, show_lines=False)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        console.print(table)
+
+
+# ---- emulator and UI -----------------------------------------------------------------------
+
+
+@app.command()
+def emulator(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(8787, help="Port to listen on (0 picks a free one)."),
+    orders: int = typer.Option(2000, help="Synthetic orders to generate."),
+    products: int = typer.Option(24, help="Synthetic products to generate."),
+    seed: int = typer.Option(7, help="Seed of the synthetic storefront."),
+    key: str | None = typer.Option(None, help="Accepted API key (else $ALTER_API_KEY, else demo)."),
+    token: str | None = typer.Option(None, help="Accepted API token (else $ALTER_API_TOKEN)."),
+    scopes: str | None = typer.Option(None, help="Comma-separated scopes (default: all four)."),
+    latency_ms: float = typer.Option(0.0, help="Added latency per response."),
+    fault_rate: float = typer.Option(0.0, help="Share of requests answered 500/502/503."),
+    rate_limit: float | None = typer.Option(None, help="Requests per second before 429."),
+    live: bool = typer.Option(False, help="Shoppers keep creating and changing orders."),
+) -> None:
+    """Serve a local emulator of the Alter public API (no credentials needed)."""
+
+    def run() -> None:
+        from alter_pipeline.emulator import EmulatorConfig
+        from alter_pipeline.emulator.server import serve
+
+        config = EmulatorConfig(
+            host=host,
+            port=port,
+            orders=orders,
+            products=products,
+            seed=seed,
+            key=key,
+            token=token,
+            latency_ms=latency_ms,
+            fault_rate=fault_rate,
+            rate_limit=rate_limit,
+            live=live,
+            **(
+                {"scopes": tuple(s.strip() for s in scopes.split(",") if s.strip())}
+                if scopes
+                else {}
+            ),
+        )
+        serve(config)
+
+    guarded(run)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Run the pipeline's Dagster jobs in this process, recorded in the $DAGSTER_HOME instance.
+
+The CLI and the demo use this so their runs show up in the Dagster UI like scheduled ones.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from alter_pipeline.config import Settings
+
+
+@dataclass
+class JobOutcome:
+    run_id: str
+    success: bool
+    error: str | None = None
+    failed_checks: list[str] = field(default_factory=list)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def instance(settings: Settings) -> dg.DagsterInstance:
+    home = Path(settings.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def run_job(name: str, settings: Settings, run_config: dict[str, Any] | None = None) -> JobOutcome:
+    from alter_pipeline.definitions import defs
+
+    job = defs.resolve_job_def(name)
+    result = job.execute_in_process(
+        run_config=run_config or {}, instance=instance(settings), raise_on_error=False
+    )
+    outcome = JobOutcome(run_id=result.run_id, success=result.success)
+    for event in result.all_events:
+        if event.is_step_failure and outcome.error is None:
+            outcome.error = _root_message(event.step_failure_data.error)
+        if event.is_step_materialization:
+            materialization = event.step_materialization_data.materialization
+            outcome.metadata[materialization.asset_key.to_user_string()] = {
+                key: value.value for key, value in materialization.metadata.items()
+            }
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            key = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            outcome.failed_checks.append(key)
+    return outcome
+
+
+def _root_message(error: Any) -> str:
+    """The innermost cause's message: the client's own error, not Dagster's wrapper."""
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    if error is None:
+        return "unknown error"
+    return f"{error.cls_name}: {error.message.strip()}" if error.cls_name else error.message
