@@ -1,18 +1,31 @@
-"""One full sync: page through the API and write a new lake snapshot, streaming.
+"""Syncs: page through the API and write a new lake snapshot, then record what changed.
 
-Plain Python over the API client and the lake; the Dagster assets call `full_sync` and turn its
-report into materialization metadata, and so can any other scheduler.
+Plain Python over the API client and the lake; the Dagster assets call `run_sync` and turn its
+report into materialization metadata (and so can any other scheduler).
+
+- A full sync (a reconcile) lists every order and product, streaming pages into Parquet.
+- An incremental sync spends its requests where changes happen: new orders from the newest end
+  of the list, a batch re-read of open orders active in the last `recent_days`, and older open
+  orders in rotation (each re-read within `rotation_syncs` syncs). Completed and cancelled
+  orders are re-read only by a reconcile. Untouched rows are carried from the previous snapshot.
+- Both then diff the new snapshot against the previous one (events, SCD2 history), in the same
+  atomic commit.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from alter_pipeline.lake import Lake, SnapshotWriter, schemas
+import duckdb
+import pyarrow as pa
+
+from alter_pipeline.events import detect
+from alter_pipeline.events.schema import ORDER_EVENTS, ORDER_EVENTS_TABLE
+from alter_pipeline.lake import Lake, Snapshot, SnapshotWriter, schemas
 from alter_pipeline.lake.flatten import (
     Rejection,
     flatten_orders,
@@ -23,13 +36,17 @@ from alter_pipeline.lake.flatten import (
 ProgressCallback = Callable[[str, int, int, int], None]
 """progress(entity, pages_done, pages_total, rows_so_far)"""
 
+FINAL_STATUSES = ("completed", "cancelled")
+PAGE = 50
 
-class PagingClient(Protocol):
-    """What a sync needs of `alter_pipeline.api.AlterClient`."""
+# Extra in-process observers of progress (the CLI's progress bar); Dagster logs it regardless.
+progress_listeners: list[ProgressCallback] = []
 
-    def iter_order_pages(self, *, concurrency: int = ...) -> Any: ...
 
-    def iter_product_pages(self, *, concurrency: int = ...) -> Any: ...
+@dataclass(frozen=True)
+class IncrementalPolicy:
+    recent_days: int = 7
+    rotation_syncs: int = 48
 
 
 @dataclass
@@ -44,10 +61,15 @@ class EntityStats:
 @dataclass
 class SyncReport:
     snapshot_id: str
+    mode: str
     started_at: datetime
     duration_s: float
     orders: EntityStats
     products: EntityStats
+    events: dict[str, int] = field(default_factory=dict)
+    reread: int = 0
+    new_orders: int = 0
+    deleted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
 
     @property
@@ -55,100 +77,305 @@ class SyncReport:
         rows = self.orders.rows + self.orders.child_rows + self.products.rows
         return rows / self.duration_s if self.duration_s else 0.0
 
+    @property
+    def event_count(self) -> int:
+        return sum(self.events.values())
+
 
 def _no_progress(entity: str, done: int, total: int, rows: int) -> None:
     return None
 
 
-def write_orders(
-    client: PagingClient,
-    writer: SnapshotWriter,
-    *,
-    concurrency: int,
-    progress: ProgressCallback,
-    rejected: list[Rejection],
-) -> EntityStats:
-    stats = EntityStats()
+def _pages(total: int) -> int:
+    return max(1, -(-total // PAGE))
+
+
+# ---- full listing ------------------------------------------------------------------------
+
+
+def write_all_orders(
+    client: Any, writer: SnapshotWriter, report: SyncReport, progress, concurrency: int
+) -> None:
+    stats = report.orders
     orders = writer.table("orders", schemas.ORDERS)
     items = writer.table("order_items", schemas.ORDER_ITEMS)
     for page in client.iter_order_pages(concurrency=concurrency):
         flat = flatten_orders(page.items)
         orders.write(flat.orders)
         items.write(flat.items)
-        rejected.extend(flat.rejected)
+        report.rejected.extend(flat.rejected)
         stats.pages += 1
         stats.api_total = page.total
-        stats.rows, stats.child_rows = orders.rows, items.rows
         stats.rejected += len(flat.rejected)
-        progress("orders", stats.pages, _pages(page.total), stats.rows)
-    return stats
+        progress("orders", stats.pages, _pages(page.total), orders.rows)
+    stats.rows, stats.child_rows = orders.rows, items.rows
 
 
-def write_products(
-    client: PagingClient,
-    writer: SnapshotWriter,
-    *,
-    concurrency: int,
-    progress: ProgressCallback,
-    rejected: list[Rejection],
-) -> EntityStats:
-    stats = EntityStats()
+def write_all_products(
+    client: Any, writer: SnapshotWriter, report: SyncReport, progress, concurrency: int
+) -> None:
+    stats = report.products
     products = writer.table("products", schemas.PRODUCTS)
     for page in client.iter_product_pages(concurrency=concurrency):
         flat = flatten_products(page.items)
         products.write(flat.products)
-        rejected.extend(flat.rejected)
+        report.rejected.extend(flat.rejected)
         stats.pages += 1
         stats.api_total = page.total
-        stats.rows = products.rows
         stats.rejected += len(flat.rejected)
-        progress("products", stats.pages, _pages(page.total), stats.rows)
-    return stats
+        progress("products", stats.pages, _pages(page.total), products.rows)
+    stats.rows = products.rows
 
 
-def _pages(total: int, page_size: int = 50) -> int:
-    return max(1, -(-total // page_size))
+# ---- incremental -------------------------------------------------------------------------
 
 
-def full_sync(
-    client: PagingClient,
-    lake: Lake,
-    *,
-    concurrency: int = 8,
-    progress: ProgressCallback | None = None,
-    meta: dict[str, Any] | None = None,
-) -> SyncReport:
-    """Read every order and product into a new snapshot; commit it only if all went well."""
-    progress = progress or _no_progress
-    started, clock = datetime.now(UTC), time.perf_counter()
-    rejected: list[Rejection] = []
-    with lake.write() as writer:
-        orders = write_orders(
-            client, writer, concurrency=concurrency, progress=progress, rejected=rejected
-        )
-        products = write_products(
-            client, writer, concurrency=concurrency, progress=progress, rejected=rejected
-        )
-        writer.table("rejected_records", schemas.REJECTED_RECORDS).write(
-            rejections_to_batch(rejected, started)
-        )
-        writer.meta.update(
-            meta or {},
-            mode="full",
-            api_total_orders=orders.api_total,
-            api_total_products=products.api_total,
-            synced_at=started.isoformat(),
-        )
-        snapshot_id = writer.snapshot_id
-    return SyncReport(
-        snapshot_id=snapshot_id,
-        started_at=started,
-        duration_s=time.perf_counter() - clock,
-        orders=orders,
-        products=products,
-        rejected=rejected,
+def newest_orders(client: Any, known_max_id: int) -> tuple[list[dict[str, Any]], int]:
+    """Orders with ids above `known_max_id`, read from the newest end of the list."""
+    found: dict[int, dict[str, Any]] = {}
+    offset, total = 0, 0
+    while True:
+        page = client.list_orders_raw(offset=offset, limit=PAGE, order_by="id", direction="DESC")
+        total = page.total
+        ids = [o.get("id") for o in page.items if isinstance(o.get("id"), int)]
+        for order in page.items:
+            if isinstance(order.get("id"), int) and order["id"] > known_max_id:
+                found[order["id"]] = order
+        # An insert while paging shifts rows down: re-reading one row is harmless (dedup by id).
+        if len(page.items) < PAGE or (ids and min(ids) <= known_max_id):
+            return list(found.values()), total
+        offset += PAGE
+
+
+def ids_to_reread(
+    con: duckdb.DuckDBPyConnection,
+    parent: Snapshot,
+    policy: IncrementalPolicy,
+    slot: int,
+    now: datetime,
+) -> list[int]:
+    orders = detect.parquet_glob(parent.table_dir("orders"))
+    items = detect.parquet_glob(parent.table_dir("order_items"))
+    rows = con.execute(
+        f"""
+        SELECT o.order_id
+        FROM read_parquet('{orders}') o
+        LEFT JOIN (SELECT order_id, max(updated_at) AS touched FROM read_parquet('{items}')
+                   GROUP BY 1) i USING (order_id)
+        WHERE o.status NOT IN {FINAL_STATUSES}
+          AND (o.created_at >= $since OR i.touched >= $since OR o.order_id % $slots = $slot)
+        ORDER BY 1
+        """,
+        {
+            "since": now - timedelta(days=policy.recent_days),
+            "slots": policy.rotation_syncs,
+            "slot": slot % policy.rotation_syncs,
+        },
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def write_incremental_orders(
+    client: Any,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    con: duckdb.DuckDBPyConnection,
+    policy: IncrementalPolicy,
+    now: datetime,
+) -> None:
+    parent = writer.parent
+    assert parent is not None
+    orders_glob = detect.parquet_glob(parent.table_dir("orders"))
+    known_max = con.execute(
+        f"SELECT coalesce(max(order_id), 0) FROM read_parquet('{orders_glob}')"
+    ).fetchone()[0]
+    new_raw, total = newest_orders(client, known_max)
+    slot = int(parent.meta("rotation_slot", 0)) + 1
+    writer.meta["rotation_slot"] = slot
+    wanted = ids_to_reread(con, parent, policy, slot, now)
+    reread = client.get_orders_raw(wanted) if wanted else []
+    deleted = sorted(set(wanted) - {o.get("id") for o in reread})
+    flat = flatten_orders([*new_raw, *reread])
+    report.rejected.extend(flat.rejected)
+    report.orders.rejected = len(flat.rejected)
+    report.orders.api_total = total
+    report.reread, report.new_orders, report.deleted = len(wanted), len(new_raw), len(deleted)
+    report.orders.rows, report.orders.child_rows = _merge_into(
+        con, writer, parent, flat.orders, flat.items, deleted
     )
 
 
-# Extra in-process observers of progress (the CLI's progress bar); Dagster logs it regardless.
-progress_listeners: list[ProgressCallback] = []
+def _merge_into(
+    con: duckdb.DuckDBPyConnection,
+    writer: SnapshotWriter,
+    parent: Snapshot,
+    fresh_orders: pa.RecordBatch,
+    fresh_items: pa.RecordBatch,
+    deleted: Iterable[int],
+) -> tuple[int, int]:
+    """Previous rows of untouched orders plus the fresh rows, streamed into the new snapshot."""
+    con.register("fresh_orders", pa.Table.from_batches([fresh_orders]))
+    con.register("fresh_items", pa.Table.from_batches([fresh_items]))
+    con.register("gone", pa.table({"order_id": pa.array(sorted(deleted), pa.int64())}))
+    old_orders = detect.parquet_glob(parent.table_dir("orders"))
+    old_items = detect.parquet_glob(parent.table_dir("order_items"))
+    touched = "(SELECT order_id FROM fresh_orders UNION ALL SELECT order_id FROM gone)"
+    # The detail shape has no isSeenByOwner: keep the value the list last gave us.
+    orders_sql = f"""
+        SELECT * FROM read_parquet('{old_orders}') WHERE order_id NOT IN {touched}
+        UNION ALL
+        SELECT f.* REPLACE (coalesce(f.is_seen_by_owner, p.is_seen_by_owner) AS is_seen_by_owner)
+        FROM fresh_orders f LEFT JOIN read_parquet('{old_orders}') p USING (order_id)
+        ORDER BY order_id
+    """
+    items_sql = f"""
+        SELECT * FROM read_parquet('{old_items}') WHERE order_id NOT IN {touched}
+        UNION ALL SELECT * FROM fresh_items
+        ORDER BY order_id, order_item_id
+    """
+    return _stream(con, orders_sql, writer, "orders", schemas.ORDERS), _stream(
+        con, items_sql, writer, "order_items", schemas.ORDER_ITEMS
+    )
+
+
+def _stream(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    writer: SnapshotWriter,
+    table: str,
+    schema: pa.Schema,
+    params: dict[str, Any] | None = None,
+) -> int:
+    """Write the result of `sql` into `table` batch by batch, cast to its explicit schema."""
+    out = writer.table(table, schema)
+    for batch in con.sql(sql, params=params or {}).to_arrow_reader(64 * 1024):
+        out.write(batch.select(schema.names).cast(schema))
+    return out.rows
+
+
+# ---- change detection ----------------------------------------------------------------------
+
+
+def record_changes(
+    con: duckdb.DuckDBPyConnection,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    *,
+    emit_initial: bool,
+    detected_at: datetime,
+) -> None:
+    parent = writer.parent
+    has_previous = parent is not None and parent.has_table("orders")
+    new_orders, new_items = writer.tmp_dir / "orders", writer.tmp_dir / "order_items"
+    old = (parent.table_dir("orders"), parent.table_dir("order_items")) if has_previous else None
+    changes = list(detect.changed_orders(con, old, (new_orders, new_items)))
+    old_products = (
+        parent.table_dir("products") if has_previous and parent.has_table("products") else None
+    )
+    changes += list(detect.changed_products(con, old_products, writer.tmp_dir / "products"))
+    _write_history(con, writer, changes, detected_at)
+    if not has_previous and not emit_initial:
+        changes = []  # a first sync of an empty lake does not flood consumers with "created"
+    first_sequence = int(parent.meta("last_sequence", 0)) + 1 if parent else 1
+    events = detect.event_rows(changes, detected_at, writer.snapshot_id, first_sequence)
+    events = _drop_known_events(con, parent, events)
+    writer.carry_over(ORDER_EVENTS_TABLE)
+    if events.num_rows or not (parent and parent.has_table(ORDER_EVENTS_TABLE)):
+        partition = f"date={detected_at.date().isoformat()}"
+        writer.write_table(ORDER_EVENTS_TABLE, events, partition=partition)
+    last = events.column("sequence").to_pylist()[-1] if events.num_rows else first_sequence - 1
+    writer.meta["last_sequence"] = last
+    for event_type in events.column("event_type").to_pylist():
+        report.events[event_type] = report.events.get(event_type, 0) + 1
+
+
+def _drop_known_events(
+    con: duckdb.DuckDBPyConnection, parent: Snapshot | None, events: pa.Table
+) -> pa.Table:
+    if parent is None or not parent.has_table(ORDER_EVENTS_TABLE) or events.num_rows == 0:
+        return events
+    con.register("candidate_events", events.select(["event_id"]))
+    events_glob = detect.parquet_glob(parent.table_dir(ORDER_EVENTS_TABLE))
+    known = {
+        row[0]
+        for row in con.execute(
+            f"""SELECT event_id FROM read_parquet('{events_glob}', hive_partitioning = false)
+                WHERE event_id IN (SELECT event_id FROM candidate_events)"""
+        ).fetchall()
+    }
+    if not known:
+        return events
+    kept = [i for i, e in enumerate(events.column("event_id").to_pylist()) if e not in known]
+    kept_events = events.take(pa.array(kept, pa.int64()))
+    # Re-number so sequences stay dense for consumers' cursors.
+    start = events.column("sequence")[0].as_py()
+    sequences = pa.array(range(start, start + kept_events.num_rows), pa.int64())
+    return kept_events.set_column(ORDER_EVENTS.get_field_index("sequence"), "sequence", sequences)
+
+
+def _write_history(
+    con: duckdb.DuckDBPyConnection,
+    writer: SnapshotWriter,
+    changes: list[detect.Change],
+    detected_at: datetime,
+) -> None:
+    parent = writer.parent
+    old = (
+        parent.table_dir("orders_history")
+        if parent and parent.has_table("orders_history")
+        else None
+    )
+    order_ids = [c.entity_id for c in changes if c.entity == "order"]
+    con.register("changed_ids", pa.table({"order_id": pa.array(order_ids, pa.int64())}))
+    sql = detect.history_sql(old, writer.tmp_dir / "orders", "changed_ids", "$detected_at")
+    _stream(con, sql, writer, "orders_history", detect.ORDERS_HISTORY, {"detected_at": detected_at})
+
+
+# ---- entry point -----------------------------------------------------------------------------
+
+
+def run_sync(
+    client: Any,
+    lake: Lake,
+    *,
+    full: bool = False,
+    emit_initial: bool = False,
+    concurrency: int = 8,
+    policy: IncrementalPolicy | None = None,
+    progress: ProgressCallback | None = None,
+    meta: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> SyncReport:
+    """Sync into a new snapshot; it is committed only if everything succeeded."""
+    progress = progress or _no_progress
+    policy = policy or IncrementalPolicy()
+    started, clock = now or datetime.now(UTC), time.perf_counter()
+    with lake.write() as writer, duckdb.connect(":memory:") as con:
+        incremental = not full and writer.parent is not None and writer.parent.has_table("orders")
+        report = SyncReport(
+            snapshot_id=writer.snapshot_id,
+            mode="incremental" if incremental else "full",
+            started_at=started,
+            duration_s=0.0,
+            orders=EntityStats(),
+            products=EntityStats(),
+        )
+        if incremental:
+            write_incremental_orders(client, writer, report, con, policy, started)
+        else:
+            write_all_orders(client, writer, report, progress, concurrency)
+        write_all_products(client, writer, report, progress, concurrency)
+        writer.table("rejected_records", schemas.REJECTED_RECORDS).write(
+            rejections_to_batch(report.rejected, started)
+        )
+        writer.close_tables()
+        record_changes(con, writer, report, emit_initial=emit_initial, detected_at=started)
+        writer.meta.update(
+            meta or {},
+            mode=report.mode,
+            api_total_orders=report.orders.api_total,
+            api_total_products=report.products.api_total,
+            synced_at=started.isoformat(),
+        )
+    report.duration_s = time.perf_counter() - clock
+    return report

@@ -2,15 +2,23 @@
 rejected_records into one lake snapshot, committed atomically."""
 
 import dagster as dg
+from pydantic import Field
 
 from alter_pipeline import sync
 from alter_pipeline.assets.metadata import table_metadata
+from alter_pipeline.events.detect import ORDERS_HISTORY
+from alter_pipeline.events.schema import ORDER_EVENTS
 from alter_pipeline.lake import schemas
 from alter_pipeline.resources import AlterApiResource, LakeResource
 
 SYNC_GROUP = "sync"
 OWNERS = ["team:data-engineering"]
 SYNC_TABLES = {
+    "order_events": (
+        "Changes detected between syncs (append-only, partitioned by date).",
+        ORDER_EVENTS,
+    ),
+    "orders_history": ("SCD2 history of every order's state.", ORDERS_HISTORY),
     "orders": ("One row per customer order (list shape of GET /customer-orders).", schemas.ORDERS),
     "order_items": ("One row per productItems entry of an order.", schemas.ORDER_ITEMS),
     "products": ("Storefront products (GET /products).", schemas.PRODUCTS),
@@ -22,7 +30,16 @@ SYNC_TABLES = {
 
 
 class SyncConfig(dg.Config):
-    full: bool = True
+    full: bool = Field(
+        default=False, description="Reconcile: list every order (the first sync always does)."
+    )
+    emit_initial: bool = Field(
+        default=False, description="On the first sync, emit order.created for every order."
+    )
+    recent_days: int = Field(default=7, description="Open orders active this recently: re-read.")
+    rotation_syncs: int = Field(
+        default=48, description="Older open orders are each re-read once per this many syncs."
+    )
     concurrency: int | None = None
 
 
@@ -59,9 +76,12 @@ def alter_sync(
             listener(entity, done, total, rows)
 
     with alter_api.client() as client:
-        report = sync.full_sync(
+        report = sync.run_sync(
             client,
             lake.lake(),
+            full=config.full,
+            emit_initial=config.emit_initial,
+            policy=sync.IncrementalPolicy(config.recent_days, config.rotation_syncs),
             concurrency=config.concurrency or alter_api.concurrency,
             progress=log_progress,
             meta={"run_id": context.run.run_id},
@@ -75,7 +95,11 @@ def alter_sync(
         "api_requests": stats.requests,
         "api_retries": stats.retries,
         "pages": report.orders.pages + report.products.pages,
-        "mode": "full",
+        "mode": report.mode,
+        "events": dg.MetadataValue.json(report.events),
+        "orders_reread": report.reread,
+        "orders_new": report.new_orders,
+        "orders_deleted": report.deleted,
     }
     for table, (_, schema) in SYNC_TABLES.items():
         metadata = table_metadata(snapshot, table, schema) | run_figures

@@ -80,6 +80,7 @@ class TableWriter:
         self._writer = pq.ParquetWriter(path, schema, compression="zstd")
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self.closed = False
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows == 0:
@@ -97,6 +98,9 @@ class TableWriter:
         self._pending, self._pending_rows = [], 0
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self._flush()
         self._writer.close()  # an empty table still gets a file: views need its schema
         with open(self.path, "rb") as handle:
@@ -141,10 +145,14 @@ class SnapshotWriter:
     def drop(self, name: str) -> None:
         self._dropped.add(name)
 
-    def _finish(self) -> dict[str, Any]:
+    def close_tables(self) -> None:
+        """Finish every file written so far (so it can be read back before the commit)."""
         for writers in self._tables.values():
             for writer in writers:
                 writer.close()
+
+    def _finish(self) -> dict[str, Any]:
+        self.close_tables()
         if self.parent is not None:
             for name in self.parent.manifest["tables"]:
                 if name not in self._tables and name not in self._dropped:
