@@ -1,0 +1,54 @@
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from alter_pipeline.assets.analytics import analytics
+from alter_pipeline.assets.checks import asset_checks
+from alter_pipeline.assets.sync import alter_sync, warehouse_views
+from alter_pipeline.resources import AlterApiResource, LakeResource
+
+
+def resources_for(emulator: Any, data_dir: Path) -> dict[str, Any]:
+    return {
+        "alter_api": AlterApiResource(
+            base_url=emulator.base_url,
+            api_key=emulator.key,
+            api_token=emulator.token,
+            max_attempts=3,
+        ),
+        "lake": LakeResource(data_dir=str(data_dir)),
+    }
+
+
+def sync_config(**config: Any) -> dict[str, Any]:
+    return {"ops": {"alter_sync": {"config": config}}}
+
+
+@pytest.fixture
+def run_sync_job(tmp_path):
+    """Materialize the sync assets and their checks against an emulator, in-process."""
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(emulator: Any, *, data_dir: Path | None = None, **config: Any):
+        return dg.materialize(
+            [alter_sync, warehouse_views, *asset_checks],
+            resources=resources_for(emulator, data_dir or tmp_path),
+            run_config=sync_config(**config),
+            instance=instance,
+            raise_on_error=False,
+        )
+
+    return run
+
+
+@pytest.fixture
+def run_analytics(tmp_path):
+    def run(emulator: Any, data_dir: Path | None = None):
+        return dg.materialize(
+            [analytics],
+            resources=resources_for(emulator, data_dir or tmp_path),
+        )
+
+    return run

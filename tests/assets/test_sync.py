@@ -1,0 +1,175 @@
+"""A real materialize of the sync assets against the emulator, checked with DuckDB."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+from alter_pipeline.lake import Lake
+from alter_pipeline.warehouse import connect
+
+
+def check_results(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_sync_writes_every_order_and_item_exactly_once(emulator, run_sync_job, tmp_path):
+    result = run_sync_job(emulator, full=True)
+    assert result.success
+    expected = emulator.store.orders_list()
+    with connect(tmp_path) as con:
+        orders = con.execute("select order_id from orders order by 1").fetchall()
+        items = con.execute("select order_item_id from order_items order by 1").fetchall()
+    assert [r[0] for r in orders] == sorted(o["id"] for o in expected)
+    assert [r[0] for r in items] == sorted(i["id"] for o in expected for i in o["productItems"])
+
+
+def test_totals_are_exact_to_the_cent(emulator, run_sync_job, tmp_path):
+    run_sync_job(emulator, full=True)
+    expected = {o["id"]: o["totalPrice"]["value"] for o in emulator.store.orders_list()}
+    with connect(tmp_path) as con:
+        rows = dict(con.execute("select order_id, total_value from orders").fetchall())
+        revenue = con.execute("select sum(total_price_value) from order_items").fetchone()[0]
+    assert rows == {k: Decimal(v) for k, v in expected.items()}
+    assert revenue == sum(Decimal(v) for v in expected.values())
+
+
+def test_unicode_names_and_nulls_are_kept(emulator, run_sync_job, tmp_path):
+    run_sync_job(emulator, full=True)
+    items = [i for o in emulator.store.orders_list() for i in o["productItems"]]
+    polish = {i["id"]: i["material"]["name"]["pl"] for i in items}
+    null_measures = {i["id"] for i in items if i["size"]["measureSize"] is None}
+    no_group = {o["id"] for o in emulator.store.orders_list() if o["productGroup"] is None}
+    with connect(tmp_path) as con:
+        got_polish = dict(
+            con.execute("select order_item_id, material_name_pl from order_items").fetchall()
+        )
+        got_null_measures = {
+            r[0]
+            for r in con.execute(
+                "select order_item_id from order_items where measure_size is null"
+            ).fetchall()
+        }
+        got_no_group = {
+            r[0]
+            for r in con.execute(
+                "select order_id from orders where product_group_id is null"
+            ).fetchall()
+        }
+    assert got_polish == polish
+    assert any(any(ch in name for ch in "ąęłóśżźćń") for name in polish.values())
+    assert got_null_measures == null_measures
+    assert got_no_group == no_group
+
+
+def test_materializations_carry_counts_schema_preview_and_requests(emulator, run_sync_job):
+    result = run_sync_job(emulator, full=True)
+    orders = next(
+        m for m in result.get_asset_materialization_events() if m.asset_key.path == ["orders"]
+    ).materialization.metadata
+    assert orders["dagster/row_count"].value == emulator.store.order_count()
+    assert [c.name for c in orders["dagster/column_schema"].value.columns][:2] == [
+        "order_id",
+        "customizer_id",
+    ]
+    assert orders["preview"].value.startswith("| order_id |")
+    assert orders["api_requests"].value >= 1
+    assert orders["sync_duration_s"].value > 0
+
+
+def test_all_checks_pass_on_a_clean_store(emulator, run_sync_job):
+    checks = check_results(run_sync_job(emulator, full=True))
+    assert checks and all(checks.values()), checks
+
+
+def test_a_failing_check_is_reported_with_the_offending_ids(emulator_factory, run_sync_job):
+    from alter_pipeline.emulator.faults import CorruptRecords
+
+    emulator = emulator_factory(orders=60, faults=[CorruptRecords(order_ids=[7])])
+    result = run_sync_job(emulator, full=True)
+    assert result.success  # a bad record never stops the sync
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not evaluations["no_rejected_records"].passed
+    named = evaluations["no_rejected_records"].metadata["offending_ids"].value
+    assert any(text.startswith("order 7:") for text in named)
+
+
+def test_sync_killed_midway_leaves_the_old_tables_intact(emulator_factory, tmp_path):
+    emulator = emulator_factory(orders=1500, latency_ms=40)
+    env = dict(
+        os.environ,
+        ALTER_API_BASE_URL=emulator.base_url,
+        ALTER_API_KEY=emulator.key,
+        ALTER_API_TOKEN=emulator.token,
+        ALTER_DATA_DIR=str(tmp_path / "data"),
+        DAGSTER_HOME=str(tmp_path / "home"),
+    )
+    command = [sys.executable, "-m", "alter_pipeline.cli", "sync", "--full"]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+    lake = Lake(tmp_path / "data")
+    before = lake.current()
+    emulator.store.create_order()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "data" / "snapshots").glob(".tmp-*/orders/*.parquet")):
+        assert time.monotonic() < deadline, "the second sync never started writing"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert lake.current().snapshot_id == before.snapshot_id
+    with connect(tmp_path / "data") as con:
+        counts = con.execute(
+            "select (select count(*) from orders), "
+            "(select count(*) from order_items i anti join orders o using (order_id))"
+        ).fetchone()
+    assert counts == (before.rows("orders"), 0)
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+    assert lake.current().rows("orders") == before.rows("orders") + 1
+
+
+def test_reader_holding_the_warehouse_open_does_not_break_a_sync(emulator, run_sync_job, tmp_path):
+    run_sync_job(emulator, full=True)
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", ANALYST, str(tmp_path / "warehouse.duckdb")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = int(analyst.stdout.readline())
+        emulator.store.create_order()
+        assert run_sync_job(emulator, full=True).success
+        analyst.stdin.write("\n")
+        analyst.stdin.flush()
+        assert int(analyst.stdout.readline()) == first + 1  # same session sees the new snapshot
+    finally:
+        analyst.stdin.close()
+        analyst.wait(10)
+
+
+ANALYST = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])  # read-write, as the DuckDB CLI opens it
+print(con.execute("select count(*) from orders").fetchone()[0], flush=True)
+sys.stdin.readline()
+print(con.execute("select count(*) from orders").fetchone()[0], flush=True)
+"""
+
+
+def test_analytics_tables_answer_from_the_synced_data(
+    emulator, run_sync_job, run_analytics, tmp_path
+):
+    run_sync_job(emulator, full=True)
+    run_analytics(emulator)
+    sold = [
+        o
+        for o in emulator.store.orders_list()
+        if o["orderStatus"] in ("processing", "paid", "completed")
+    ]
+    with connect(tmp_path) as con:
+        revenue = con.execute("select sum(revenue) from revenue_daily").fetchone()[0]
+        funnel = dict(con.execute("select status, orders from order_status_funnel").fetchall())
+    assert revenue == sum(Decimal(o["totalPrice"]["value"]) for o in sold)
+    assert sum(funnel.values()) == emulator.store.order_count()
