@@ -114,11 +114,11 @@ def sync(
         meta = outcome.metadata
         orders, items = meta.get("orders", {}), meta.get("order_items", {})
         console.print(
-            f"synced {orders.get('dagster/row_count', 0)} orders, "
+            f"{orders.get('mode', 'full')} sync: {orders.get('dagster/row_count', 0)} orders, "
             f"{items.get('dagster/row_count', 0)} items, "
             f"{meta.get('products', {}).get('dagster/row_count', 0)} products in "
             f"{orders.get('sync_duration_s', 0)} s with {orders.get('api_requests', 0)} requests "
-            f"(run {outcome.run_id})"
+            f"(run {outcome.run_id}); events: {orders.get('events') or 'none'}"
         )
         if outcome.failed_checks:
             raise RunFailed(f"failed checks: {', '.join(outcome.failed_checks)}")
@@ -263,6 +263,22 @@ def emulator(
             ),
         )
         serve(config)
+
+    guarded(run)
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(3000, help="Port of the Dagster UI."),
+    emulator_port: int = typer.Option(8787, help="Port of the live emulator."),
+    orders: int = typer.Option(2000, help="Orders in the live emulator."),
+) -> None:
+    """Start the Dagster UI pointed at a live emulator, schedules and sensors running."""
+
+    def run() -> None:
+        from alter_pipeline.ui import run_ui
+
+        run_ui(port=port, emulator_port=emulator_port, orders=orders)
 
     guarded(run)
 

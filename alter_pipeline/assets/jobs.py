@@ -33,7 +33,17 @@ sync_schedule = dg.ScheduleDefinition(
     job=sync_job,
     cron_schedule=os.environ.get("ALTER_SYNC_CRON", "*/15 * * * *"),
     default_status=_default_status(),
-    description="Sync every 15 minutes by default (ALTER_SYNC_CRON).",
+    description="Incremental sync every 15 minutes by default (ALTER_SYNC_CRON).",
+)
+
+reconcile_schedule = dg.ScheduleDefinition(
+    name="reconcile_schedule",
+    job=sync_job,
+    cron_schedule=os.environ.get("ALTER_RECONCILE_CRON", "30 3 * * *"),
+    run_config={"ops": {"alter_sync": {"config": {"full": True}}}},
+    default_status=_default_status(),
+    description="Full reconcile daily at 03:30 UTC by default (ALTER_RECONCILE_CRON): bounds "
+    "how stale final and rarely re-read orders can be, and catches every deletion.",
 )
 
 analytics_schedule = dg.ScheduleDefinition(
