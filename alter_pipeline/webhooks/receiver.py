@@ -1,0 +1,214 @@
+"""A local webhook receiver: verifies Standard Webhooks signatures, prints one line per event.
+
+It is what a shop's backend would do, in thirty lines, and it doubles as the test and demo
+double: `run_receiver()` serves it from a background thread on a real loopback socket, keeps
+every verified request in memory and lets a `behaviour` script the answers (fail, be slow,
+ask to retry later, say 410 Gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from alter_pipeline.webhooks.signing import iso_utc
+
+
+@dataclass(frozen=True)
+class Received:
+    """One verified request. `status` is what the receiver answered (None while deciding)."""
+
+    webhook_id: str
+    timestamp: int
+    type: str
+    data: dict[str, Any]
+    body: bytes = field(repr=False)
+    headers: dict[str, str] = field(repr=False)
+    path: str = "/"
+    status: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 204
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0  # answer this late (after the sender's timeout, to simulate one)
+    body: bytes = b""
+
+
+Behaviour = Callable[[Received], Reply]
+
+
+def describe(event: Received) -> str:
+    """One line: when, type, ids and the change, e.g. for `webhooks listen`."""
+    data = event.data
+    parts = [
+        iso_utc(datetime.now(UTC)),
+        str(event.status or ""),
+        event.type,
+        f"id={event.webhook_id}",
+    ]
+    for key in ("order_id", "product_id"):
+        if data.get(key) is not None:
+            parts.append(f"{key.removesuffix('_id')}={data[key]}")
+    change = {k: data[k] for k in ("before", "after") if k in data}
+    if change:
+        text = json.dumps(change, separators=(",", ":"), default=str)
+        parts.append(text if len(text) <= 160 else text[:157] + "...")
+    return " ".join(p for p in parts if p)
+
+
+class Receiver:
+    def __init__(
+        self,
+        secret: str,
+        behaviour: Behaviour | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        self._webhook = Webhook(secret)
+        self.behaviour = behaviour
+        self.on_line = on_line
+        self.received: list[Received] = []
+        self.rejected: list[str] = []
+        self.url = ""
+        self._changed = threading.Condition()
+        self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            message = self._webhook.verify(body, headers)
+        except (WebhookVerificationError, ValueError, UnicodeDecodeError) as error:
+            reason = str(error) or type(error).__name__
+            self._remember(rejected=f"{headers.get('webhook-id', '?')}: {reason}")
+            if self.on_line:
+                self.on_line(f"rejected {headers.get('webhook-id', '?')}: {reason}")
+            return PlainTextResponse(f"invalid signature: {reason}", status_code=400)
+        incoming = Received(
+            webhook_id=headers["webhook-id"],
+            timestamp=int(headers["webhook-timestamp"]),
+            type=str(message.get("type", "")) if isinstance(message, dict) else "",
+            data=message.get("data", {}) if isinstance(message, dict) else {},
+            body=body,
+            headers=headers,
+            path=request.url.path,
+        )
+        reply = self.behaviour(incoming) if self.behaviour else Reply()
+        event = dataclasses.replace(incoming, status=reply.status)
+        self._remember(received=event)
+        if self.on_line:
+            self.on_line(describe(event))
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
+
+    def _remember(self, received: Received | None = None, rejected: str | None = None) -> None:
+        with self._changed:
+            if received is not None:
+                self.received.append(received)
+            if rejected is not None:
+                self.rejected.append(rejected)
+            self._changed.notify_all()
+
+    def accepted(self) -> list[Received]:
+        with self._changed:
+            return [r for r in self.received if r.accepted]
+
+    def wait_for(self, count: int, timeout_s: float = 5.0) -> bool:
+        """Block until `count` requests were received (verified ones), or time out."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while len(self.received) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _server(app: Starlette, **options: Any) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        **options,
+    )
+    return uvicorn.Server(config)
+
+
+@contextlib.contextmanager
+def run_receiver(
+    secret: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    behaviour: Behaviour | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> Iterator[Receiver]:
+    """Serve a receiver from a background thread; port 0 picks a free port (see `.url`)."""
+    receiver = Receiver(secret, behaviour, on_line)
+    sock = _bind(host, port)
+    server = _server(receiver.app)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="webhook-receiver", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError(f"the webhook receiver did not start on {host}:{port}")
+        time.sleep(0.01)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    receiver.url = f"http://{shown}:{bound_port}"
+    try:
+        yield receiver
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def serve(
+    secret: str, host: str = "127.0.0.1", port: int = 9000, on_line: Callable[[str], None] = print
+) -> None:
+    """Serve in the foreground until interrupted (Ctrl-C): `alter-pipeline webhooks listen`."""
+    receiver = Receiver(secret, on_line=on_line)
+    sock = _bind(host, port)
+    try:
+        _server(receiver.app).run(sockets=[sock])
+    finally:
+        sock.close()
