@@ -1,0 +1,132 @@
+"""The parsed form of a rules file: plain frozen dataclasses, no behaviour.
+
+A condition is a small tree: comparisons of one field with one operator, combined by `AllOf`,
+`AnyOf` and `Not`, with `Items` quantifying a condition over an order's items. Every node keeps
+the position it came from in the YAML, so later checks can point at the offending line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alter_pipeline.rules.fields import Field
+
+if TYPE_CHECKING:
+    from alter_pipeline.rules.transitions import TransitionTable
+
+DEFAULT_MAX_TRANSITIONS_PER_RUN = 100
+
+
+@dataclass(frozen=True, order=True)
+class Mark:
+    """A 1-based line and column in the rules file."""
+
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    mark: Mark
+    message: str
+
+    def format(self, source: str) -> str:
+        return f"{source}:{self.mark}: {self.message}"
+
+
+# ---- conditions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`field op value`; `value` is already typed (Decimal, datetime, timedelta, list...)."""
+
+    field: Field
+    op: str
+    value: Any
+    mark: Mark = field(default=Mark(0, 0), compare=False)
+
+
+@dataclass(frozen=True)
+class AllOf:
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    condition: Condition
+
+
+@dataclass(frozen=True)
+class Items:
+    """`any_item` (quantifier="any") or `all_items` (quantifier="all") over order_items rows.
+
+    `all_items` holds for an order without items, as "every item of an empty list" does.
+    """
+
+    quantifier: str
+    condition: Condition
+
+
+Condition = Compare | AllOf | AnyOf | Not | Items
+
+
+# ---- actions and rules --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    status: str
+    mark: Mark = field(default=Mark(0, 0), compare=False)
+
+
+Action = SetStatus  # `set_quantity` will join here
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    when: Condition
+    then: Action
+    description: str = ""
+    enabled: bool = True
+    priority: int = 0
+    dry_run: bool = False
+    max_per_run: int | None = None
+    index: int = 0  # position in the file: breaks priority ties
+    mark: Mark = field(default=Mark(0, 0), compare=False)
+
+    @property
+    def target_status(self) -> str:
+        return self.then.status
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Sort key: higher priority first, then earlier in the file."""
+        return (-self.priority, self.index)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    transitions: TransitionTable
+    max_transitions_per_run: int = DEFAULT_MAX_TRANSITIONS_PER_RUN
+    source: Path | None = None
+    content_hash: str = ""
+
+    @property
+    def enabled(self) -> tuple[Rule, ...]:
+        return tuple(sorted((r for r in self.rules if r.enabled), key=lambda r: r.rank))
+
+    def rule(self, rule_id: str) -> Rule:
+        return next(r for r in self.rules if r.id == rule_id)
