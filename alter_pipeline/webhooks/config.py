@@ -98,13 +98,16 @@ class Endpoint:
 
     def secret(self) -> str:
         """The `whsec_` secret from the environment, checked for shape, never echoed."""
-        value = os.environ.get(self.secret_env, "").strip()
-        if not value:
-            raise SecretError(
-                f"endpoint {self.id}: environment variable {self.secret_env} is not set"
-            )
-        check_secret(value, f"endpoint {self.id}: environment variable {self.secret_env}")
-        return value
+        return secret_from_env(self.secret_env, owner=f"endpoint {self.id}")
+
+
+def secret_from_env(name: str, owner: str | None = None) -> str:
+    what = f"{owner}: environment variable {name}" if owner else f"environment variable {name}"
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise SecretError(f"{what} is not set")
+    check_secret(value, what)
+    return value
 
 
 def check_secret(value: str, what: str) -> None:
