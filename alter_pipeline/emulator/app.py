@@ -68,14 +68,36 @@ class Runtime:
     shoppers: Shoppers | None = None
     live_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
+    @classmethod
+    def create(cls, store: Store, credentials: Credentials) -> Runtime:
+        config = store.config
+        return cls(
+            store=store,
+            credentials=credentials,
+            faults=fault_chain(config.fault_rate, config.faults),
+            bucket=TokenBucket(config.rate_limit) if config.rate_limit else None,
+            fault_rng=random.Random(f"faults:{config.seed}"),
+            shoppers=Shoppers(store, config.live_rate, config.seed) if config.live else None,
+        )
+
+    def reset(self, store: Store) -> None:
+        """Serve `store` from now on, with the rate limit and fault draws started afresh."""
+        fresh = Runtime.create(store, self.credentials)
+        self.store, self.bucket, self.fault_rng = store, fresh.bucket, fresh.fault_rng
+        if self.shoppers is not None:
+            self.shoppers.store = store
+
 
 class Api:
     """The endpoints, each a method taking the request and returning a response."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self.store = runtime.store
         self.config = runtime.store.config
+
+    @property
+    def store(self) -> Store:
+        return self.rt.store  # looked up per request: `Runtime.reset` may swap the store
 
     async def healthz(self, request: Request) -> Response:
         return json_response({"ok": True})
@@ -287,15 +309,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(store: Store, credentials: Credentials) -> Starlette:
-    config = store.config
-    runtime = Runtime(
-        store=store,
-        credentials=credentials,
-        faults=fault_chain(config.fault_rate, config.faults),
-        bucket=TokenBucket(config.rate_limit) if config.rate_limit else None,
-        fault_rng=random.Random(f"faults:{config.seed}"),
-        shoppers=Shoppers(store, config.live_rate, config.seed) if config.live else None,
-    )
+    runtime = Runtime.create(store, credentials)
     api = Api(runtime)
     routes = [
         Route(

@@ -27,7 +27,7 @@ QUANTITY_WEIGHTS = (55, 18, 8, 5, 4, 4, 3, 2, 1)
 STATUS_WEIGHTS_BY_AGE = (
     (3 * DAY_MS, (35, 15, 15, 20, 5, 10)),
     (30 * DAY_MS, (20, 8, 12, 10, 40, 10)),
-    (YEAR_MS + DAY_MS, (14, 4, 1, 1, 70, 10)),
+    (2**62, (14, 4, 1, 1, 70, 10)),
 )
 THEMES = (
     "Wieczór panieński Zosi", "Drużyna Łódź 2026", "Urodziny Małgosi", "Team Kraków",

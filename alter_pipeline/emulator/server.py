@@ -95,8 +95,23 @@ class RunningEmulator:
     def counters(self) -> RequestCounters:
         return self.store.counters
 
-    def stop(self) -> None:
+    def reset(self) -> Store:
+        """Fresh state without a restart: a newly generated store (same config), zeroed
+        counters, a full rate-limit bucket, fault draws from the start. Returns the store."""
+        store = Store(self.config)
+        store.public_url = self.store.public_url
+        self.app.state.runtime.reset(store)
+        self.store = store
+        return store
+
+    def stop(self, *, wait: bool = True) -> None:
+        """Shut down; with `wait`, return once the server thread has ended (~0.1 s, most of it
+        uvicorn's fixed grace period). `join()` waits for a stop begun with wait=False."""
         self._server.stop_soon()
+        if wait:
+            self.join()
+
+    def join(self) -> None:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None

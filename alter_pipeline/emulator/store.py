@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from itertools import islice
 from typing import Any
 
@@ -35,7 +36,7 @@ from alter_pipeline.contract import (
     DEFAULT_PRODUCTS_PAGE_SIZE,
     ORDER_STATUSES,
 )
-from alter_pipeline.emulator.catalog import build_catalog
+from alter_pipeline.emulator.catalog import Catalog, build_catalog
 from alter_pipeline.emulator.config import BASE_PATH, EmulatorConfig
 from alter_pipeline.emulator.errors import BadRequest, Conflict, NotFound
 from alter_pipeline.emulator.generate import design_name, generate_orders, make_items
@@ -90,10 +91,7 @@ class Store:
         now_ms = epoch_ms(config.now)
         self._start_us = now_ms * 1000
         self._start_monotonic = time.monotonic_ns()
-        self.catalog = build_catalog(config.products, config.seed, now_ms)
-        for product in self.catalog.products:
-            for variant in product.variants:
-                prepare_variant(variant)
+        self.catalog = _prepared_catalog(config.products, config.seed, now_ms)
         self._variants = {v.id: v for p in self.catalog.products for v in p.variants}
         orders, self._order_ids, self._item_ids = generate_orders(
             self.catalog, config.orders, config.seed, now_ms
@@ -360,6 +358,17 @@ class Store:
     @staticmethod
     def _parse(body: bytes) -> Any:
         return json.loads(body, parse_float=Decimal)
+
+
+@lru_cache(maxsize=8)
+def _prepared_catalog(count: int, seed: int, now_ms: int) -> Catalog:
+    """The catalog with its variant fragments rendered. Shared between stores of the same
+    settings (a test suite builds hundreds): nothing ever mutates a catalog."""
+    catalog = build_catalog(count, seed, now_ms)
+    for product in catalog.products:
+        for variant in product.variants:
+            prepare_variant(variant)
+    return catalog
 
 
 def _filtered(
