@@ -6,6 +6,7 @@ The flags are those of `alter-pipeline emulator`; both build an `EmulatorConfig`
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Sequence
 
 from alter_pipeline.contract import SCOPES
@@ -33,7 +34,9 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
     add("--live", action="store_true", help="shoppers keep creating and changing orders")
     add("--live-rate", type=float, default=5.0, help="shopper actions per second (live mode)")
     args = parser.parse_args(argv)
-    scopes = tuple(s.strip() for s in args.scopes.split(",") if s.strip()) if args.scopes else SCOPES
+    scopes = SCOPES
+    if args.scopes:
+        scopes = tuple(s.strip() for s in args.scopes.split(",") if s.strip())
     try:
         return EmulatorConfig(
             host=args.host,
@@ -56,10 +59,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
 
 def main(argv: Sequence[str] | None = None) -> None:
     config = parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
         serve(config)
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -80,9 +80,8 @@ class Validator:
             found.append(f"{path}: expected {schema['const']!r}, got {value!r:.80}")
         if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
             found.append(f"{path}: {value!r:.80} is not one of {schema['enum']}")
-        if isinstance(value, str) and "pattern" in schema:
-            if not re.search(schema["pattern"], value):
-                found.append(f"{path}: {value!r} does not match {schema['pattern']}")
+        if isinstance(value, str) and not re.search(schema.get("pattern", ""), value):
+            found.append(f"{path}: {value!r} does not match {schema['pattern']}")
         if _is_type(value, "number"):
             if "minimum" in schema and value < schema["minimum"]:
                 found.append(f"{path}: {value} < minimum {schema['minimum']}")
@@ -98,7 +97,8 @@ class Validator:
         if not isinstance(value, dict):
             return []
         properties = schema.get("properties", {})
-        found = [f"{path}: missing {key!r}" for key in schema.get("required", ()) if key not in value]
+        required = schema.get("required", ())
+        found = [f"{path}: missing {key!r}" for key in required if key not in value]
         extra = schema.get("additionalProperties", True)
         for key, item in value.items():
             where = f"{path}.{key}"

@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+STORE = "https://yourstore.com"
+
 
 @pytest.mark.parametrize(
     ("query", "named"),
@@ -123,7 +125,8 @@ def test_wrong_post_body_is_a_400_naming_the_field(
         ("quantity", {"items": [{"orderDetailId": 1, "quantity": 0}]}, "items[0].quantity"),
         ("quantity", {"items": [{"orderDetailId": 1, "quantity": 1.5}]}, "items[0].quantity"),
         ("quantity", {"items": [{"orderDetailId": 1, "quantity": True}]}, "items[0].quantity"),
-        ("quantity", {"items": [{"orderDetailId": 1, "quantity": 2}] * 2}, "items[1].orderDetailId"),
+        ("quantity", {"items": [{"orderDetailId": 1, "quantity": 2}] * 2},
+         "items[1].orderDetailId"),
         ("quantity/all", {"quantity": "2"}, "quantity"),
         ("quantity/all", {"quantity": -1}, "quantity"),
         ("quantity/all", {"quantity": None}, "quantity"),
@@ -149,11 +152,12 @@ def test_quantity_beyond_the_maximum_is_a_400(client: httpx.Client) -> None:
         ("GET", "/customer-orders/999999", None),
         ("DELETE", "/customer-orders/999999", None),
         ("PATCH", "/customer-orders/999999/status", {"status": "paid"}),
-        ("PATCH", "/customer-orders/999999/quantity", {"items": [{"orderDetailId": 1, "quantity": 2}]}),
+        ("PATCH", "/customer-orders/999999/quantity",
+         {"items": [{"orderDetailId": 1, "quantity": 2}]}),
         ("PATCH", "/customer-orders/999999/quantity/all", {"quantity": 2}),
         ("GET", "/products/999999", None),
-        ("POST", "/embed/session", {"tool": "viewer", "origin": "https://yourstore.com", "designId": 9}),
-        ("POST", "/embed/session", {"tool": "viewer", "origin": "https://yourstore.com", "orderId": 999999}),
+        ("POST", "/embed/session", {"tool": "viewer", "origin": STORE, "designId": 9}),
+        ("POST", "/embed/session", {"tool": "viewer", "origin": STORE, "orderId": 999999}),
     ],
 )  # fmt: skip
 def test_unknown_order_or_product_is_a_json_404(
