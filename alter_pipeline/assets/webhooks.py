@@ -6,8 +6,6 @@ not fail the run, they are retried on the schedule; a configuration problem (an 
 subscriptions file, an endpoint whose secret is missing) does, so someone notices.
 """
 
-from __future__ import annotations
-
 import dataclasses
 
 import dagster as dg

@@ -16,6 +16,7 @@ from typing import TypeVar
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from alter_pipeline.config import ConfigError, Settings
@@ -51,8 +52,18 @@ def _fail(error: Exception, code: int) -> None:
     if _debug():
         raise error
     for line in str(error).splitlines() or [type(error).__name__]:
-        errors.print(f"[red]error:[/red] {line}", markup=True, highlight=False)
+        shout("error", line)
     raise typer.Exit(code)
+
+
+def say(text: str) -> None:
+    """One line of output, never re-wrapped, never read as markup (paths hold brackets)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def shout(label: str, text: str) -> None:
+    colour = "red" if label == "error" else "yellow"
+    errors.print(f"[{colour}]{label}:[/{colour}] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -85,9 +96,9 @@ def deliver(
         subscriptions = load_subscriptions(conf.webhooks_file)
         queued = ingest(conf, subscriptions=subscriptions)
         report = deliver_due(conf, max_batch=max_batch, subscriptions=subscriptions)
-        console.print(f"queued {queued} new deliveries; {report.summary()}", highlight=False)
+        say(f"queued {queued} new deliveries; {report.summary()}")
         for reason in report.held.values():
-            errors.print(f"[red]error:[/red] {reason}", markup=True, highlight=False)
+            shout("error", reason)
         if report.held:
             raise typer.Exit(2)
 
@@ -110,11 +121,10 @@ def listen(
         from alter_pipeline.webhooks.receiver import serve
 
         secret = secret_from_env(secret_env)
-        console.print(
+        say(
             f"listening on http://{host}:{port}/ (verifying with ${secret_env}); Ctrl-C stops",
-            highlight=False,
         )
-        serve(secret, host, port, on_line=lambda line: console.print(line, highlight=False))
+        serve(secret, host, port, on_line=say)
 
     _guard(run)
 
@@ -156,19 +166,18 @@ def _print_status(report) -> None:  # report: WebhooksStatus
     console.print(table)
     for e in report.endpoints:
         if e.reason:
-            console.print(f"{e.endpoint_id}: {e.state}: {e.reason}", highlight=False)
+            say(f"{e.endpoint_id}: {e.state}: {e.reason}")
         if e.paused_until:
-            console.print(f"{e.endpoint_id}: paused until {_when(e.paused_until)}")
+            say(f"{e.endpoint_id}: paused until {_when(e.paused_until)}")
         if e.last_error and e.state == "enabled" and (e.retrying or e.dead):
-            console.print(f"{e.endpoint_id}: last error: {e.last_error}", highlight=False)
+            say(f"{e.endpoint_id}: last error: {e.last_error}")
     lake = "no events yet" if report.lake_sequence is None else f"lake at {report.lake_sequence}"
-    console.print(
+    say(
         f"cursor {report.cursor} ({lake}, {report.events_waiting} waiting); "
         f"next due {_when(report.next_due_at)}",
-        highlight=False,
     )
     for problem in report.problems:
-        errors.print(f"[yellow]warning:[/yellow] {problem}", markup=True, highlight=False)
+        shout("warning", problem)
 
 
 def parse_since(text: str) -> datetime:
@@ -196,10 +205,9 @@ def replay(
 
         moment = parse_since(since)
         count = requeue(_settings(), moment, endpoint=endpoint, event_types=event_type or None)
-        console.print(
+        say(
             f"re-queued {count} deliveries since {moment.isoformat()}; "
             "`alter-pipeline webhooks deliver` sends them",
-            highlight=False,
         )
 
     _guard(run)
@@ -213,7 +221,7 @@ def check(file: Path = typer.Argument(..., help="The subscriptions file to valid
         from alter_pipeline.webhooks import SecretError, load_subscriptions
 
         subscriptions = load_subscriptions(file)
-        console.print(f"{file}: {len(subscriptions.endpoints)} endpoints, valid", highlight=False)
+        say(f"{file}: {len(subscriptions.endpoints)} endpoints, valid")
         for e in subscriptions.endpoints:
             try:
                 e.secret()
@@ -222,10 +230,9 @@ def check(file: Path = typer.Argument(..., help="The subscriptions file to valid
                 secret = f"warning: {problem}"
             types = ", ".join(sorted(e.event_types))
             state = "enabled" if e.enabled else "disabled"
-            console.print(
+            say(
                 f"  {e.id} ({state}) -> {e.url}, timeout {e.timeout_s:g} s\n"
                 f"    events: {types}\n    secret: {secret}",
-                highlight=False,
             )
 
     _guard(run)
@@ -243,6 +250,6 @@ def enable(
         with Outbox.open(_settings().data_dir) as outbox:
             if not outbox.enable(endpoint):
                 raise ConfigError(f"endpoint {endpoint} is not disabled")
-        console.print(f"{endpoint} enabled", highlight=False)
+        say(f"{endpoint} enabled")
 
     _guard(run)

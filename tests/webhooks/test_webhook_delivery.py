@@ -102,7 +102,7 @@ def test_a_timeout_is_a_failure_and_the_event_is_sent_again(shop, receiver, scri
     row = event(1)
     shop.write_events([row])
     shop.subscribe({"id": "shop", "url": receiver.url, "timeout_s": 0.3})
-    script.fail(row["event_id"], Reply(204, delay_s=1.0))
+    script.fail(row["event_id"], Reply(204, delay_s=0.6))
     assert run(shop, T0).retrying == 1
     assert run(shop, T0 + timedelta(seconds=5)).delivered == 1
     assert [r.webhook_id for r in receiver.received] == [row["event_id"]] * 2

@@ -1,0 +1,100 @@
+"""`alter-pipeline webhooks ...` verbs: summaries, one-line errors, exit codes."""
+
+import json
+
+from typer.testing import CliRunner
+from webhook_helpers import event
+
+from alter_pipeline.webhooks.cli import webhooks_app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(webhooks_app, list(args), env={"COLUMNS": "200"})
+
+
+def test_check_prints_a_summary_of_a_valid_file(shop, secret):
+    shop.subscribe({"id": "shop", "url": "http://127.0.0.1:9000/hooks", "events": ["order.*"]})
+    result = invoke("check", str(shop.settings.webhooks_file))
+    assert result.exit_code == 0, result.output
+    assert "1 endpoints, valid" in result.output
+    assert "shop (enabled) -> http://127.0.0.1:9000/hooks" in result.output
+    assert "$SHOP_WEBHOOK_SECRET set" in result.output
+    assert secret not in result.output
+
+
+def test_check_lists_every_problem_with_line_and_column_and_exits_2(shop):
+    shop.settings.webhooks_file.write_text(
+        "endpoints:\n  - id: a\n    url: ftp://x\n    events: [nope]\n    secret_env: S\n"
+    )
+    result = invoke("check", str(shop.settings.webhooks_file))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("webhooks.yaml:3:10: endpoints[0].url: only http(s) URLs are allowed")
+    assert "webhooks.yaml:4:14: endpoints[0].events[0]: unknown event type 'nope'" in lines[1]
+    assert "Traceback" not in result.output
+
+
+def test_deliver_takes_in_events_sends_them_and_prints_a_summary(shop, receiver):
+    shop.write_events([event(1), event(2)])
+    shop.subscribe({"id": "shop", "url": receiver.url})
+    result = invoke("deliver")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("queued 2 new deliveries; attempted 2: 2 delivered")
+    assert len(receiver.received) == 2
+
+
+def test_deliver_without_a_subscriptions_file_is_one_line_and_exit_2(shop):
+    result = invoke("deliver")
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "webhooks file not found" in result.output
+
+
+def test_deliver_with_a_missing_secret_says_which_variable_and_exits_2(shop, monkeypatch):
+    monkeypatch.delenv("SHOP_WEBHOOK_SECRET", raising=False)
+    shop.subscribe({"id": "shop", "url": "http://127.0.0.1:1/"})
+    result = invoke("deliver")
+    assert result.exit_code == 2
+    assert "endpoint shop: environment variable SHOP_WEBHOOK_SECRET is not set" in result.output
+
+
+def test_status_prints_each_endpoint_and_json_on_request(shop, receiver):
+    shop.write_events([event(1)])
+    shop.subscribe({"id": "shop", "url": receiver.url})
+    invoke("deliver")
+    table = invoke("status")
+    assert table.exit_code == 0 and "shop" in table.output and "enabled" in table.output
+    data = json.loads(invoke("status", "--json").output)
+    assert data["endpoints"][0]["delivered"] == 1 and data["cursor"] == 1
+
+
+def test_replay_requeues_and_says_how_many(shop, receiver):
+    shop.write_events([event(1)])
+    shop.subscribe({"id": "shop", "url": receiver.url})
+    invoke("deliver")
+    result = invoke("replay", "--since", "2026-11-26T00:00:00Z", "--endpoint", "shop")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("re-queued 1 deliveries since 2026-11-26T00:00:00+00:00")
+
+
+def test_replay_with_a_bad_time_is_one_line_and_exit_2(shop, secret):
+    shop.subscribe({"id": "shop", "url": "http://127.0.0.1:1/"})
+    result = invoke("replay", "--since", "last tuesday")
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: --since: expected an ISO-8601 time such as 2026-11-26T10:00:00Z, got 'last tuesday'"
+    )
+
+
+def test_listen_without_its_secret_variable_is_one_line_and_exit_2(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_SECRET", raising=False)
+    result = invoke("listen", "--secret-env", "NO_SUCH_SECRET")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: environment variable NO_SUCH_SECRET is not set"
+
+
+def test_enable_of_an_endpoint_that_is_not_disabled_is_a_clear_error(shop):
+    result = invoke("enable", "shop")
+    assert result.exit_code == 2 and "endpoint shop is not disabled" in result.output
