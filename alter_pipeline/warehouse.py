@@ -78,10 +78,24 @@ def connect(data_dir: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnect
     path = data_dir / WAREHOUSE_FILE
     if path.is_file():
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException:
             log.info("%s is locked; answering from an in-memory catalogue", path)
+        else:
+            _add_missing_views(con, data_dir)
+            return con
     return memory_connection(data_dir)
+
+
+def _add_missing_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
+    """Temporary views for lake tables the file does not know yet (e.g. before the next
+    sync could write them because an analyst held the file)."""
+    known = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    for table in lake_tables(data_dir):
+        if table not in known:
+            con.execute(
+                view_sql(data_dir, table).replace("CREATE OR REPLACE VIEW", "CREATE TEMP VIEW")
+            )
 
 
 def memory_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:

@@ -136,14 +136,28 @@ class AlterClient:
         direction: str | None = None,
     ) -> OrderList:
         """One page of `GET /customer-orders` (list shape). See `iter_orders` for all of them."""
-        params = _order_filters(name, category_id, order_status)
-        params |= {"offset": str(_args.offset(offset)), "limit": str(_args.limit(limit))}
-        if order_by is not None:
-            params["order_by"] = _args.order_sort(order_by)
-        if direction is not None:
-            params["direction"] = _args.direction(direction)
-        call = _wire.Call("GET", "/customer-orders", params, scope="orders:read")
+        filters = _order_filters(name, category_id, order_status)
+        call = _orders_page_call(filters, offset, limit, order_by, direction)
         return self._parse(OrderList.from_json, self._json(call), call)
+
+    def list_orders_raw(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = MAX_PAGE_SIZE,
+        order_by: str | None = None,
+        direction: str | None = None,
+        name: str | None = None,
+        category_id: int | None = None,
+        order_status: str | None = None,
+    ) -> Page:
+        """One page of `GET /customer-orders` as raw dicts (numbers as Decimal), with `total`.
+
+        What an incremental sync reads from the newest end of the list."""
+        filters = _order_filters(name, category_id, order_status)
+        call = _orders_page_call(filters, offset, limit, order_by, direction)
+        items, total = self._parse(_raw_order_page, self._json(call), call)
+        return Page(offset=offset, items=items, total=total)
 
     def get_order(self, order_id: int) -> Order:
         """`GET /customer-orders/:id` (detail shape)."""
@@ -418,6 +432,21 @@ class AlterClient:
         body = b"".join(chunks)
         self.stats.add(nbytes=len(body))
         return _wire.Reply(response.status_code, response.headers, body)
+
+
+def _orders_page_call(
+    filters: dict[str, str], offset: int, limit: int, order_by: str | None, direction: str | None
+) -> _wire.Call:
+    params = filters | {"offset": str(_args.offset(offset)), "limit": str(_args.limit(limit))}
+    if order_by is not None:
+        params["order_by"] = _args.order_sort(order_by)
+    if direction is not None:
+        params["direction"] = _args.direction(direction)
+    return _wire.Call("GET", "/customer-orders", params, scope="orders:read")
+
+
+def _raw_order_page(data: Any) -> tuple[list[dict[str, Any]], int]:
+    return _dict_list(data["order"]["items"]), int(data["order"]["total"])
 
 
 def _order_filters(

@@ -5,6 +5,7 @@ import dagster as dg
 from alter_pipeline.assets.checks import _connect
 from alter_pipeline.assets.metadata import markdown_preview
 from alter_pipeline.resources import LakeResource
+from alter_pipeline.warehouse import ensure_views
 
 ANALYTICS_GROUP = "analytics"
 # Orders that passed checkout count as revenue; carts and cancelled orders do not.
@@ -125,6 +126,7 @@ def analytics(context: dg.AssetExecutionContext, config: AnalyticsConfig, lake: 
                 table = con.execute(sql, params).to_arrow_table()
                 writer.write_table(name, table)
                 results.append((name, table))
+    ensure_views(lake.path())
     for name, table in results:
         context.log.info(f"{name}: {table.num_rows} rows")
         yield dg.MaterializeResult(

@@ -85,15 +85,19 @@ def test_all_checks_pass_on_a_clean_store(emulator, run_sync_job):
 
 
 def test_a_failing_check_is_reported_with_the_offending_ids(emulator_factory, run_sync_job):
-    from alter_pipeline.emulator.faults import CorruptRecords
+    from alter_pipeline.emulator.faults import BadRecordFault
 
-    emulator = emulator_factory(orders=60, faults=[CorruptRecords(order_ids=[7])])
+    emulator = emulator_factory(orders=60, faults=[BadRecordFault(1.0)])
     result = run_sync_job(emulator, full=True)
     assert result.success  # a bad record never stops the sync
-    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert not evaluations["no_rejected_records"].passed
-    named = evaluations["no_rejected_records"].metadata["offending_ids"].value
-    assert any(text.startswith("order 7:") for text in named)
+    evaluations = {
+        (e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()
+    }
+    rejected = evaluations[("rejected_records", "no_rejected_records")]
+    assert not rejected.passed
+    named = rejected.metadata["offending_ids"].value
+    assert named and all(text.startswith("order not-a-number-") for text in named)
+    assert not evaluations[("orders", "row_count_matches_api")].passed
 
 
 def test_sync_killed_midway_leaves_the_old_tables_intact(emulator_factory, tmp_path):
