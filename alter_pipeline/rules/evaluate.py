@@ -237,7 +237,11 @@ class Verdict:
         flags = [f"priority {self.rule.priority}"]
         flags += ["dry run"] if self.rule.dry_run else []
         flags += ["disabled"] if not self.rule.enabled else []
-        return [f"{head}  [{', '.join(flags)}]", *self.check.lines(indent=2)]
+        # the top `all of` of a `when` mapping only repeats the rule: show its parts
+        root = self.check
+        checks = root.children if root.label == "all of" else [root]
+        body = [line for check in checks for line in check.lines(indent=2)]
+        return [f"{head}  [{', '.join(flags)}]", *body]
 
 
 def verdict(rule: model.Rule, facts: OrderFacts, now: datetime) -> Verdict:
@@ -258,3 +262,25 @@ def why_not(condition: model.Condition, facts: OrderFacts, now: datetime) -> str
         return ""
     actual = f" (actual: {failure.actual})" if failure.actual else ""
     return f"{failure.label}{actual}"
+
+
+def summarize(condition: model.Condition) -> str:
+    """A one-line reading of a condition, for `rules check` summaries."""
+    match condition:
+        case model.Compare():
+            return describe(condition)
+        case model.AllOf(conditions=parts):
+            return " and ".join(_grouped(p) for p in parts)
+        case model.AnyOf(conditions=parts):
+            return " or ".join(_grouped(p) for p in parts)
+        case model.Not(condition=inner):
+            return f"not {_grouped(inner)}"
+        case model.Items(quantifier=quantifier, condition=inner):
+            name = "any_item" if quantifier == "any" else "all_items"
+            return f"{name}({summarize(inner)})"
+    raise TypeError(f"not a condition: {condition!r}")
+
+
+def _grouped(condition: model.Condition) -> str:
+    text = summarize(condition)
+    return f"({text})" if isinstance(condition, model.AllOf | model.AnyOf) else text

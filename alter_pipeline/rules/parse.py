@@ -229,13 +229,13 @@ class _Parser:
         first_line: dict[str, int] = {}
         for index, rule_node in enumerate(self.sequence(node, "`rules`") or []):
             id_node = _value_of(rule_node, "id")
-            rule_id = self.scalar(id_node) if id_node is not None else None
-            if isinstance(rule_id, str | int) and str(rule_id) in first_line:
-                line = first_line[str(rule_id)]
-                self.problem(id_node, f"duplicate rule id {rule_id!r} (first at line {line})")
-                continue
-            if id_node is not None and isinstance(rule_id, str | int):
-                first_line[str(rule_id)] = _mark(id_node).line
+            if isinstance(id_node, yaml.ScalarNode):
+                rule_id = id_node.value
+                if rule_id in first_line:
+                    line = first_line[rule_id]
+                    self.problem(id_node, f"duplicate rule id {rule_id!r} (first at line {line})")
+                    continue
+                first_line[rule_id] = _mark(id_node).line
             rule = self.rule(rule_node, index)
             if rule is not None:
                 self.check_moves(rule, table)
@@ -268,10 +268,10 @@ class _Parser:
         for key, (key_node, _) in entries.items():
             if key not in RULE_KEYS:
                 self.problem(key_node, f"unknown rule key {key!r}{_suggest(key, RULE_KEYS)}")
-        for required in ("id", "when", "then"):
-            if required not in entries:
-                self.problem(node, f"rule is missing `{required}`")
-        if len(self.problems) > before:
+        missing = [key for key in ("id", "when", "then") if key not in entries]
+        for key in missing:
+            self.problem(node, f"rule is missing `{key}`")
+        if missing:
             return None
         rule_id = self.rule_id(entries["id"][1])
         fields: dict[str, Any] = {}
@@ -293,9 +293,8 @@ class _Parser:
         )
 
     def rule_id(self, node: yaml.Node) -> Any:
-        value = self.scalar(node)
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)  # `id: 7` is a fine id
+        # An id is a name: take the text as written, so `id: off` or `id: 7` are ids too.
+        value = node.value if isinstance(node, yaml.ScalarNode) else self.scalar(node)
         if not isinstance(value, str) or not RULE_ID.fullmatch(value):
             self.problem(node, f"rule id must be letters, digits, _ . : - ; got {_show(value)}")
             return _BAD
