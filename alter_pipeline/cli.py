@@ -23,7 +23,7 @@ auth_app = typer.Typer(no_args_is_help=True, help="Check API credentials.")
 app.add_typer(auth_app, name="auth")
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 T = TypeVar("T")
 

@@ -24,19 +24,35 @@ class JobOutcome:
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+# Written where DAGSTER_HOME has no dagster.yaml yet: SQLite storage (the default), no telemetry.
+DEFAULT_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+
+
 def instance(settings: Settings) -> dg.DagsterInstance:
     home = Path(settings.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DEFAULT_INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
 
-def run_job(name: str, settings: Settings, run_config: dict[str, Any] | None = None) -> JobOutcome:
+def run_job(
+    name: str,
+    settings: Settings,
+    run_config: dict[str, Any] | None = None,
+    *,
+    log_level: str = "CRITICAL",
+) -> JobOutcome:
+    """Run job `name` in this process; Dagster's console log shows `log_level` and above (the
+    full event log is in the instance either way)."""
     from alter_pipeline.definitions import defs
 
     job = defs.resolve_job_def(name)
+    config = {"loggers": {"console": {"config": {"log_level": log_level}}}} | (run_config or {})
     result = job.execute_in_process(
-        run_config=run_config or {}, instance=instance(settings), raise_on_error=False
+        run_config=config, instance=instance(settings), raise_on_error=False
     )
     outcome = JobOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:
@@ -60,4 +76,8 @@ def _root_message(error: Any) -> str:
         error = error.cause
     if error is None:
         return "unknown error"
-    return f"{error.cls_name}: {error.message.strip()}" if error.cls_name else error.message
+    message = error.message.strip().splitlines()[-1]
+    # Dagster writes "module.path.ErrorClass: text"; keep the class name, drop the module path.
+    if error.cls_name and f"{error.cls_name}: " in message:
+        message = message.split(f"{error.cls_name}: ", 1)[1]
+    return f"{error.cls_name}: {message}" if error.cls_name else message
