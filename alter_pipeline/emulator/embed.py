@@ -54,5 +54,7 @@ def issue_token(
         f"{mode}Id": resource_id,
         "storefrontId": storefront_id,
     }
-    token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": EMBED_KID})
+    # No "typ": the documented token's header is exactly {"alg":"HS256","kid":"1"}.
+    headers = {"kid": EMBED_KID, "typ": None}
+    token = jwt.encode(claims, secret, algorithm="HS256", headers=headers)
     return {"token": token, "expiresIn": EMBED_TTL_SECONDS, "kid": EMBED_KID, "mode": mode}

@@ -140,12 +140,13 @@ def _base_url(sock: socket.socket) -> str:
     return f"http://{shown}:{port}{BASE_PATH}"
 
 
-def _uvicorn_config(app: Starlette, *, in_thread: bool) -> uvicorn.Config:
+def _uvicorn_config(app: Starlette) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         http="httptools",
-        # A thread gets a plain asyncio loop; the CLI may use uvloop when installed.
-        loop="asyncio" if in_thread else "auto",
+        # Plain asyncio, also where uvloop is installed: measured with 100 kB pages, uvloop
+        # served half as many pages a second (benchmarks/emulator_throughput.py).
+        loop="asyncio",
         lifespan="on",
         log_level="warning",
         access_log=False,
@@ -162,7 +163,7 @@ def start_emulator(config: EmulatorConfig | None = None) -> RunningEmulator:
     if config.public_url is None:
         store.public_url = base_url
     ready = threading.Event()
-    server = _Server(_uvicorn_config(app, in_thread=True), ready.set)
+    server = _Server(_uvicorn_config(app), ready.set)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="alter-emulator", daemon=True
     )
@@ -225,7 +226,7 @@ def serve(config: EmulatorConfig) -> None:
             print("  credentials: the configured key and token", flush=True)
         print(f"  scopes: {', '.join(config.scopes)}", flush=True)
 
-    server = _Server(_uvicorn_config(app, in_thread=False), announce)
+    server = _Server(_uvicorn_config(app), announce)
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(1)
