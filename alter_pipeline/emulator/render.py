@@ -177,7 +177,9 @@ def order_list_bytes(order: Order, app_url: str) -> bytes:
             product.id,
             order.id,
             _items(order, detail=False),
-            json_string(product.name),
+            # The list calls the design's name `customizerName`, the detail `designName`: one
+            # value (the design that `customizerId` names), as the contract's examples show.
+            json_string(order.design_name),
             group_bytes(product.group),
             money(order.total_cents()),
         )
