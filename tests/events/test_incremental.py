@@ -3,11 +3,10 @@
 import random
 
 import pytest
+from event_helpers import FINAL, add_recent_carts, mutate, recently_active
 
 from alter_pipeline.events import schema as ev
 from alter_pipeline.warehouse import memory_connection
-
-from .conftest import FINAL, mutate, recently_active
 
 SEEDS = [1, 2, 3]
 
@@ -43,6 +42,7 @@ def test_incremental_sync_has_new_orders_and_every_change_to_recent_orders(
     emulator_factory, syncer_factory, seed
 ):
     emulator = emulator_factory(orders=300, seed=seed)
+    add_recent_carts(emulator.store)
     syncer = syncer_factory(emulator, rotation_syncs=1000)
     syncer.sync()
     changes = mutate(emulator.store, random.Random(seed), 25, recently_active(emulator.store))
@@ -89,6 +89,7 @@ def test_reconcile_equals_a_full_sync_exactly(emulator_factory, syncer_factory, 
 
 def test_events_match_exactly_what_changed(emulator_factory, syncer_factory):
     emulator = emulator_factory(orders=200, seed=11)
+    add_recent_carts(emulator.store)
     syncer = syncer_factory(emulator, rotation_syncs=1000)
     syncer.sync()
     store = emulator.store
@@ -116,6 +117,7 @@ def test_events_match_exactly_what_changed(emulator_factory, syncer_factory):
 
 
 def test_status_change_event_carries_from_and_to(emulator, syncer_factory):
+    add_recent_carts(emulator.store)
     syncer = syncer_factory(emulator, rotation_syncs=1000)
     syncer.sync()
     order_id = recently_active(emulator.store)[0]
@@ -133,6 +135,7 @@ def test_status_change_event_carries_from_and_to(emulator, syncer_factory):
 
 
 def test_the_same_change_gets_the_same_event_id_in_any_lake(emulator, syncer_factory, tmp_path):
+    add_recent_carts(emulator.store)
     first, second = syncer_factory(emulator), syncer_factory(emulator)
     second.lake_dir = tmp_path / "second-lake"
     first.sync()
@@ -153,6 +156,7 @@ def test_the_same_change_gets_the_same_event_id_in_any_lake(emulator, syncer_fac
 
 
 def test_history_answers_the_status_on_a_given_day_in_one_query(emulator, syncer_factory):
+    add_recent_carts(emulator.store)
     syncer = syncer_factory(emulator, rotation_syncs=1000)
     syncer.sync()
     order_id = recently_active(emulator.store)[0]
@@ -172,6 +176,7 @@ def test_incremental_sync_uses_a_small_share_of_a_full_syncs_requests(
     emulator_factory, syncer_factory
 ):
     emulator = emulator_factory(orders=2000, seed=5)
+    add_recent_carts(emulator.store)
     syncer = syncer_factory(emulator)
     syncer.sync()
     full_requests = syncer.client.stats.snapshot().requests
