@@ -20,17 +20,19 @@ SMALL_STORE: dict[str, Any] = {"orders": 120, "products": 12, "seed": 7}
 
 
 @pytest.fixture(scope="session")
-def _emulator_server() -> Iterator[RunningEmulator]:
-    emulator = start_emulator(EmulatorConfig(**SMALL_STORE))
-    yield emulator
-    emulator.stop()
+def _emulator_server() -> Iterator[list[RunningEmulator]]:
+    holder = [start_emulator(EmulatorConfig(**SMALL_STORE))]
+    yield holder
+    holder[0].stop()
 
 
 @pytest.fixture
-def emulator(_emulator_server: RunningEmulator) -> RunningEmulator:
+def emulator(_emulator_server: list[RunningEmulator]) -> RunningEmulator:
     """The small demo storefront, fresh for this test."""
-    _emulator_server.reset()
-    return _emulator_server
+    if not _emulator_server[0].is_running:  # a test stopped it: start another
+        _emulator_server[0] = start_emulator(EmulatorConfig(**SMALL_STORE))
+    _emulator_server[0].reset()
+    return _emulator_server[0]
 
 
 @pytest.fixture(scope="session")

@@ -92,6 +92,10 @@ class RunningEmulator:
         return self.base_url.removesuffix(BASE_PATH)
 
     @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._server.should_exit
+
+    @property
     def counters(self) -> RequestCounters:
         return self.store.counters
 
