@@ -22,6 +22,17 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 auth_app = typer.Typer(no_args_is_help=True, help="Check API credentials.")
 app.add_typer(auth_app, name="auth")
 
+
+def _add_sub_apps() -> None:
+    from alter_pipeline.rules.cli import rules_app
+    from alter_pipeline.webhooks.cli import webhooks_app
+
+    app.add_typer(rules_app, name="rules")
+    app.add_typer(webhooks_app, name="webhooks")
+
+
+_add_sub_apps()
+
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
