@@ -6,6 +6,7 @@ input or configuration, 1 when the work itself failed; `alter-pipeline --debug` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict
@@ -108,7 +109,7 @@ def deliver(
 @webhooks_app.command()
 def listen(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
-    port: int = typer.Option(9000, help="Port to listen on."),
+    port: int = typer.Option(9000, help="Port to listen on (0 picks a free one)."),
     secret_env: str = typer.Option(
         "SHOP_WEBHOOK_SECRET", "--secret-env", help="Variable holding the whsec_ secret."
     ),
@@ -121,10 +122,14 @@ def listen(
         from alter_pipeline.webhooks.receiver import serve
 
         secret = secret_from_env(secret_env)
-        say(
-            f"listening on http://{host}:{port}/ (verifying with ${secret_env}); Ctrl-C stops",
-        )
-        serve(secret, host, port, on_line=say)
+
+        def listening(url: str) -> None:
+            say(f"listening on {url}/ (verifying with ${secret_env}); Ctrl-C stops")
+
+        # uvicorn re-raises Ctrl-C once it has shut down cleanly: that is the normal way out.
+        with contextlib.suppress(KeyboardInterrupt):
+            serve(secret, host, port, on_line=say, on_listening=listening)
+        say("stopped")
 
     _guard(run)
 

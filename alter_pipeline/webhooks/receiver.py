@@ -153,7 +153,13 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # connections queue from now on, before the server loop accepts them
     return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _server(app: Starlette, **options: Any) -> uvicorn.Server:
@@ -191,9 +197,7 @@ def run_receiver(
             sock.close()
             raise RuntimeError(f"the webhook receiver did not start on {host}:{port}")
         time.sleep(0.01)
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    receiver.url = f"http://{shown}:{bound_port}"
+    receiver.url = _url(sock)
     try:
         yield receiver
     finally:
@@ -203,11 +207,18 @@ def run_receiver(
 
 
 def serve(
-    secret: str, host: str = "127.0.0.1", port: int = 9000, on_line: Callable[[str], None] = print
+    secret: str,
+    host: str = "127.0.0.1",
+    port: int = 9000,
+    on_line: Callable[[str], None] = print,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve in the foreground until interrupted (Ctrl-C): `alter-pipeline webhooks listen`."""
+    """Serve in the foreground until interrupted (Ctrl-C): `alter-pipeline webhooks listen`.
+    `on_listening` gets the URL once the socket is bound (port 0 picks a free one)."""
     receiver = Receiver(secret, on_line=on_line)
     sock = _bind(host, port)
+    if on_listening is not None:
+        on_listening(_url(sock))
     try:
         _server(receiver.app).run(sockets=[sock])
     finally:

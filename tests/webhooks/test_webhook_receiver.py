@@ -36,3 +36,33 @@ def test_the_receiver_rejects_a_bad_signature_with_400():
 def test_the_receiver_binds_loopback_by_default():
     with run_receiver(new_secret()) as receiver:
         assert receiver.url.startswith("http://127.0.0.1:")
+
+
+def test_listen_serves_in_the_foreground_and_prints_each_event(secret):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-c",
+        "from alter_pipeline.webhooks.cli import webhooks_app; webhooks_app()",
+        "listen",
+        "--port",
+        "0",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        banner = process.stdout.readline()
+        url = re.search(r"listening on (http://127\.0\.0\.1:\d+)/", banner).group(1)
+        headers = signed_headers(secret, "evt_9", BODY, datetime.now(UTC))
+        assert httpx.post(url + "/hooks", content=BODY, headers=headers).status_code == 204
+        line = process.stdout.readline()
+        assert " 204 order.created id=evt_9 order=7" in line
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, _ = process.communicate(timeout=10)
+    assert process.returncode == 0 and rest.strip() == "stopped"
