@@ -57,9 +57,6 @@ _NEG_INF = float("-inf")
 _POS_INF = float("inf")
 # Re-reads of the whole listing when `total` says rows are missing; and how many times.
 _FINAL_ROUNDS = 3
-# How far before the estimated offset a hole's first re-read starts, and the growth per miss.
-_FIRST_STEP_BACK = 1
-_STEP_BACK_GROWTH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +232,8 @@ class Pager:
         self._sorted: list[int] | None = None  # sorted seen ids, kept only while repairing
         self._planned_pages = 1
         self._last_total = 0
+        self._repairs_left = 0  # re-reads allowed to close holes; set by _repair
+        self._shift = 0  # rows the latest re-read found moved left since first seen
 
     @property
     def received(self) -> int:
@@ -373,28 +372,50 @@ class Pager:
 
     async def _repair(self) -> None:
         """Re-read around each hole until the proven ranges join up from -inf to +inf."""
-        budget = 16 + self._planned_pages
-        step_back: dict[float, int] = {}
+        # Bounded: a list that keeps changing faster than it can be re-read ends in an error.
+        self._repairs_left = 32 + 2 * self._planned_pages
         self._sorted = sorted(self._seen)
+        self._shift = 0
         try:
             while self._ordered and (holes := self._coverage.holes()):
-                if budget == 0:
-                    self._raise_unrepaired(holes)
-                budget -= 1
-                low = holes[0][0]
-                back = step_back.get(low, _FIRST_STEP_BACK)
-                step_back[low] = back * _STEP_BACK_GROWTH
-                # Rows never move right (ids ascend, inserts append), only left by deletions,
-                # so `low` now sits at its rank among the ids seen or earlier.
-                rank = bisect.bisect_right(self._sorted, low) if low > _NEG_INF else 0
-                offset = max(0, rank - 1 - back)
-                logger.info(
-                    "%s: re-reading offset %d for ids after %s", self._listing.path, offset, low
-                )
-                items, total = await self._fetch(offset)
-                await self._take(offset, items, total)
+                await self._close_hole(holes[0][0])
         finally:
             self._sorted = None
+
+    async def _close_hole(self, low: float) -> None:
+        """Walk to the page that holds id `low` and reads past it; stop once that hole moved.
+
+        Rows never move right (ids ascend, inserts append), only left when earlier rows are
+        deleted. So `low` sits at its rank among the ids seen, less the shift the latest
+        re-read observed. While a page starts past `low`, step back by the seen ids between
+        them, at least by a doubling step; while a full page ends at or before `low`, step
+        forward by a page less the one-row overlap.
+        """
+        ranks = self._sorted or []
+        rank = bisect.bisect_right(ranks, low) if low > _NEG_INF else 0
+        offset, step_back = max(0, rank - 1 - self._shift), 1
+        while True:
+            if self._repairs_left <= 0:
+                self._raise_unrepaired(self._coverage.holes())
+            self._repairs_left -= 1
+            logger.info("%s: re-reading offset %d after id %s", self._listing.path, offset, low)
+            items, total = await self._fetch(offset)
+            await self._take(offset, items, total)
+            ids = [rid for rid in map(_row_id, items) if rid is not None]
+            if ids:
+                # How far rows have moved left since they were first seen.
+                self._shift = max(0, bisect.bisect_left(ranks, ids[0]) - offset)
+            holes = self._coverage.holes()
+            if not self._ordered or not holes or holes[0][0] != low:
+                return
+            if ids and ids[0] <= low:
+                offset += max(1, len(items) - 1)
+                continue
+            between = (
+                bisect.bisect_left(ranks, ids[0]) - bisect.bisect_right(ranks, low) if ids else 0
+            )
+            offset = max(0, offset - max(step_back, between + 1))
+            step_back *= 2
 
     def _raise_unrepaired(self, holes: list[tuple[float, float]]) -> None:
         raise errors.IncompleteListingError(
@@ -427,6 +448,8 @@ class PagerSettings:
     retry: RetryPolicy
     stats: _wire.Counters
     user_agent: str
+    # Tests swap in an httpx.MockTransport to simulate a list that changes while paged.
+    transport: httpx.AsyncBaseTransport | None = None
 
 
 def iter_pages(
@@ -492,6 +515,7 @@ async def _run_until_stopped(
         timeout=settings.timeouts.to_httpx(),
         limits=limits,
         headers={"user-agent": settings.user_agent, "accept": "application/json"},
+        transport=settings.transport,
     ) as http:
         sender = AsyncSender(http, settings.secrets, settings.retry, settings.stats)
         pager = Pager(
