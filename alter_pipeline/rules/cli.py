@@ -228,20 +228,16 @@ def _preview(ruleset: RuleSet, now: datetime) -> None:
     lost = {r.id: 0 for r in ruleset.enabled}
     for conflict in plan.conflicts:
         lost[conflict.loser.rule.id] += 1
-    table = Table("rule", "matched", "would change", "lost to other rules", "first orders")
     snapshot_id = snapshot.snapshot_id if snapshot else "?"
-    table.title = f"over snapshot {snapshot_id} at {now:%Y-%m-%d %H:%M}"
+    _say(f"over snapshot {snapshot_id}, at {now.isoformat()}:")
     for rule in ruleset.enabled:
-        ids = [c.order_id for c in plan.candidates if c.rule.id == rule.id][:8]
+        ids = [c.order_id for c in plan.candidates if c.rule.id == rule.id]
+        first = ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
         label = f"{rule.id} (dry run)" if rule.dry_run else rule.id
-        table.add_row(
-            label,
-            str(plan.matched[rule.id]),
-            str(per_rule[rule.id]),
-            str(lost[rule.id]),
-            ", ".join(map(str, ids)),
+        _say(
+            f"  {label}: matched {plan.matched[rule.id]}, would change {per_rule[rule.id]}, "
+            f"lost to other rules {lost[rule.id]}" + (f"; orders {first}" if ids else "")
         )
-    console.print(table)
     for reason in blast_radius(plan, ruleset):
         _say(f"a run would stop: {reason}")
 

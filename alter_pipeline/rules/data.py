@@ -60,14 +60,14 @@ def load_facts(con: duckdb.DuckDBPyConnection, order_ids: Iterable[int]) -> dict
     ids = sorted(set(order_ids))
     if not ids:
         return {}
-    orders = con.execute(
+    orders = con.sql(
         "SELECT * FROM orders WHERE order_id IN (SELECT unnest($ids)) ORDER BY order_id",
-        {"ids": ids},
+        params={"ids": ids},
     ).to_arrow_table()
-    items = con.execute(
+    items = con.sql(
         "SELECT * FROM order_items WHERE order_id IN (SELECT unnest($ids)) "
         "ORDER BY order_id, order_item_id",
-        {"ids": ids},
+        params={"ids": ids},
     ).to_arrow_table()
     by_order: dict[int, list[dict]] = {}
     for item in items.to_pylist():
