@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -88,7 +89,7 @@ class Endpoint:
     timeout_s: float = DEFAULT_TIMEOUT_S
     line: int = 0  # where the endpoint starts in the file, for messages
 
-    @property
+    @functools.cached_property
     def event_types(self) -> frozenset[str]:
         """The concrete event types the patterns expand to (validated to be non-empty)."""
         return frozenset(t for p in self.events for t in matching_types(p))
