@@ -117,6 +117,7 @@ def test_detail_and_list_show_the_same_order(
     detail = client.get(f"/customer-orders/{listed['id']}").json()["order"]
     for key in ("id", "customizerId", "orderStatus", "createdAt", "totalPrice", "productGroup"):
         assert listed[key] == detail[key]
+    assert listed["customizerName"] == detail["designName"]
     assert [i["id"] for i in listed["productItems"]] == [i["id"] for i in detail["productItems"]]
 
 
