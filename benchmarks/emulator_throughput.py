@@ -125,7 +125,8 @@ def measure(label: str, run: Callable[[], int], server_pid: int, orders: int, pa
     server_share = ""
     if cpu_before is not None and cpu_after is not None:
         per_page_ms = (cpu_after - cpu_before) / pages * 1000
-        server_share = f", server CPU {per_page_ms:.2f} ms/page"
+        capacity = 1000 / per_page_ms if per_page_ms else float("inf")
+        server_share = f"; server CPU {per_page_ms:.2f} ms/page (~{capacity:,.0f} pages/s)"
     print(
         f"  {label:<34} {seconds:6.2f} s  {pages / seconds:6,.0f} pages/s  "
         f"{seen / seconds:7,.0f} orders/s{server_share}",

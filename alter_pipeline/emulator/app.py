@@ -16,6 +16,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -291,6 +292,7 @@ async def _limits_and_faults(rt: Runtime, request: Request) -> Response | None:
     return None
 
 
+@lru_cache(maxsize=1)
 def _openapi_bytes() -> bytes:
     return resources.files("alter_pipeline.contract").joinpath("openapi.json").read_bytes()
 
