@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from conftest import KEY, TOKEN, fast_retry
+from api_testing import KEY, TOKEN, fast_retry
 from scripted_server import Reply, ScriptedServer, json_reply
 
 from alter_pipeline.api import (

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import fast_retry
+from api_testing import fast_retry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scripted_server import Reply, ScriptedServer, json_reply
