@@ -1,33 +1,39 @@
 """Signed webhook deliveries of `order_events` to the shop's own HTTP endpoints.
 
 ingest (lake -> outbox) -> deliver_due (outbox -> HTTP, retries) ; status ; replay.
-See delivery.py for the retry schedule and outbox.py for the durability argument.
+See README.md here, delivery.py for the retry schedule and outbox.py for durability.
+
+Exports load on first use: `alter_pipeline.cli` imports `webhooks.cli` at start-up, and
+`alter-pipeline --help` should not pay for pyarrow and httpx.
 """
 
-from alter_pipeline.webhooks.config import (
-    Endpoint,
-    Problem,
-    SecretError,
-    Subscriptions,
-    SubscriptionsError,
-    load_subscriptions,
-    parse_subscriptions,
-)
-from alter_pipeline.webhooks.delivery import (
-    MAX_ATTEMPTS,
-    RETRY_DELAYS_S,
-    DeliveryReport,
-    deliver_due,
-)
-from alter_pipeline.webhooks.ingest import ingest, replay
-from alter_pipeline.webhooks.outbox import Outbox, outbox_path
-from alter_pipeline.webhooks.status import (
-    EndpointStatus,
-    PendingWork,
-    WebhooksStatus,
-    pending_work,
-    status,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Endpoint": "config",
+    "Problem": "config",
+    "Subscriptions": "config",
+    "SubscriptionsError": "config",
+    "load_subscriptions": "config",
+    "parse_subscriptions": "config",
+    "SecretError": "signing",
+    "MAX_ATTEMPTS": "delivery",
+    "RETRY_DELAYS_S": "delivery",
+    "DeliveryReport": "delivery",
+    "deliver_due": "delivery",
+    "ingest": "ingest",
+    "replay": "ingest",
+    "Outbox": "outbox",
+    "outbox_path": "outbox",
+    "EndpointStatus": "status",
+    "PendingWork": "status",
+    "WebhooksStatus": "status",
+    "pending_work": "status",
+    "status": "status",
+}
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -50,4 +56,38 @@ __all__ = [
     "pending_work",
     "replay",
     "status",
-]
+]  # the keys of _EXPORTS, spelled out for linters
+
+if TYPE_CHECKING:
+    from alter_pipeline.webhooks.config import (
+        Endpoint,
+        Problem,
+        Subscriptions,
+        SubscriptionsError,
+        load_subscriptions,
+        parse_subscriptions,
+    )
+    from alter_pipeline.webhooks.delivery import (
+        MAX_ATTEMPTS,
+        RETRY_DELAYS_S,
+        DeliveryReport,
+        deliver_due,
+    )
+    from alter_pipeline.webhooks.ingest import ingest, replay
+    from alter_pipeline.webhooks.outbox import Outbox, outbox_path
+    from alter_pipeline.webhooks.signing import SecretError
+    from alter_pipeline.webhooks.status import (
+        EndpointStatus,
+        PendingWork,
+        WebhooksStatus,
+        pending_work,
+        status,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

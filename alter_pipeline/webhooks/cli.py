@@ -118,8 +118,8 @@ def listen(
     answer 400 to a bad signature."""
 
     def run() -> None:
-        from alter_pipeline.webhooks.config import secret_from_env
         from alter_pipeline.webhooks.receiver import serve
+        from alter_pipeline.webhooks.signing import secret_from_env
 
         secret = secret_from_env(secret_env)
 
@@ -223,7 +223,8 @@ def check(file: Path = typer.Argument(..., help="The subscriptions file to valid
     """Validate a subscriptions file: every problem with line:column (exit 2), else a summary."""
 
     def run() -> None:
-        from alter_pipeline.webhooks import SecretError, load_subscriptions
+        from alter_pipeline.webhooks.config import load_subscriptions
+        from alter_pipeline.webhooks.signing import SecretError
 
         subscriptions = load_subscriptions(file)
         say(f"{file}: {len(subscriptions.endpoints)} endpoints, valid")

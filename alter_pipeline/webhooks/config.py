@@ -15,10 +15,7 @@ problem before failing: fixing a file one error per run is tedious.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,10 +27,10 @@ import yaml
 
 from alter_pipeline.config import ConfigError
 from alter_pipeline.events.schema import EVENT_TYPES
+from alter_pipeline.webhooks.signing import secret_from_env
 
 DEFAULT_TIMEOUT_S = 15.0
 MAX_TIMEOUT_S = 60.0
-MIN_SECRET_BYTES = 24
 ENDPOINT_KEYS = ("id", "url", "events", "secret_env", "enabled", "timeout_s", "storefront")
 REQUIRED_KEYS = ("id", "url", "events", "secret_env")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -63,10 +60,6 @@ class SubscriptionsError(ConfigError):
         self.problems = [] if isinstance(problems, str) else problems
         text = problems if isinstance(problems, str) else "\n".join(map(str, problems))
         super().__init__(text)
-
-
-class SecretError(ConfigError):
-    """An endpoint's secret is unusable. The message names the variable, never its value."""
 
 
 def event_pattern(pattern: str) -> re.Pattern[str]:
@@ -100,27 +93,6 @@ class Endpoint:
     def secret(self) -> str:
         """The `whsec_` secret from the environment, checked for shape, never echoed."""
         return secret_from_env(self.secret_env, owner=f"endpoint {self.id}")
-
-
-def secret_from_env(name: str, owner: str | None = None) -> str:
-    what = f"{owner}: environment variable {name}" if owner else f"environment variable {name}"
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise SecretError(f"{what} is not set")
-    check_secret(value, what)
-    return value
-
-
-def check_secret(value: str, what: str) -> None:
-    if not value.startswith("whsec_"):
-        raise SecretError(f"{what} does not hold a whsec_ secret")
-    try:
-        key = base64.b64decode(value[len("whsec_") :], validate=True)
-    except (binascii.Error, ValueError):
-        # `from None`: the decoder's message could quote part of the secret.
-        raise SecretError(f"{what}: the part after whsec_ is not valid base64") from None
-    if len(key) < MIN_SECRET_BYTES:
-        raise SecretError(f"{what}: the secret must hold at least {MIN_SECRET_BYTES} bytes")
 
 
 @dataclass(frozen=True)

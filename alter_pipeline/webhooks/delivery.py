@@ -35,14 +35,9 @@ import httpx
 
 from alter_pipeline.config import Settings
 from alter_pipeline.webhooks.clock import Clock, fixed_clock, system_clock
-from alter_pipeline.webhooks.config import (
-    Endpoint,
-    SecretError,
-    Subscriptions,
-    load_subscriptions,
-)
+from alter_pipeline.webhooks.config import Endpoint, Subscriptions, load_subscriptions
 from alter_pipeline.webhooks.outbox import Claim, Outbox
-from alter_pipeline.webhooks.signing import USER_AGENT, signed_headers
+from alter_pipeline.webhooks.signing import USER_AGENT, SecretError, signed_headers
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +218,9 @@ class Deliverer:
         self.after_send = after_send
         self.report = DeliveryReport()
         self.in_flight: Counter[str] = Counter()
+        # Sends already recorded as timed out but still running on a worker thread: they
+        # hold a thread, so no new claim may be queued behind them (it would start late).
+        self.overdue: set[Future[Outcome]] = set()
 
     def now(self) -> float:
         return self.clock().timestamp()
@@ -241,7 +239,8 @@ class Deliverer:
         flights: dict[Future[Outcome], Flight] = {}
         try:
             while True:
-                for claim in self._claim(len(flights)):
+                self.overdue = {f for f in self.overdue if not f.done()}
+                for claim in self._claim(len(flights) + len(self.overdue)):
                     flights[pool.submit(self._send, client, claim)] = Flight(
                         claim, self._timeout(claim)
                     )
@@ -278,6 +277,8 @@ class Deliverer:
         for future, flight in list(flights.items()):
             if now >= flight.deadline and not future.done():
                 del flights[future]
+                if not future.cancel():  # running: let it finish, but count its thread
+                    self.overdue.add(future)
                 timeout_s = self.targets[flight.claim.endpoint_id].endpoint.timeout_s
                 self._finish(flight, Outcome(None, timeout_s * 1000, timed_out(timeout_s)))
 

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from alter_pipeline.config import ConfigError, Settings
 from alter_pipeline.events.schema import ORDER_EVENTS, ORDER_EVENTS_TABLE
@@ -65,11 +66,36 @@ def read_events(
 
 
 def lake_max_sequence(data_dir: Path) -> int | None:
+    """The highest `sequence` in the lake, from Parquet footers when they carry statistics
+    (a sensor calls this every tick), else by reading the column."""
     files = event_files(data_dir)
     if not files:
         return None
-    dataset = ds.dataset([str(f) for f in files], schema=ORDER_EVENTS, format="parquet")
-    return pc.max(dataset.to_table(columns=["sequence"]).column("sequence")).as_py()
+    best: int | None = None
+    for file in files:
+        metadata = pq.read_metadata(file)
+        if metadata.num_rows == 0:
+            continue
+        top = _max_from_statistics(metadata)
+        if top is None:
+            column = pq.read_table(file, columns=["sequence"]).column("sequence")
+            top = pc.max(column).as_py()
+        if top is not None:
+            best = top if best is None else max(best, top)
+    return best
+
+
+def _max_from_statistics(metadata: pq.FileMetaData) -> int | None:
+    index = metadata.schema.to_arrow_schema().get_field_index("sequence")
+    if index < 0:
+        return None
+    top = None
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            return None  # incomplete: let the caller read the column
+        top = stats.max if top is None else max(top, stats.max)
+    return top
 
 
 def entity_of(event: dict[str, Any]) -> str:

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (endpoint_id, state, sequence);
 CREATE INDEX IF NOT EXISTS deliveries_entity ON deliveries (endpoint_id, entity, state, sequence);
+CREATE INDEX IF NOT EXISTS deliveries_settled ON deliveries (state, delivered_at);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY,
     endpoint_id TEXT NOT NULL,
@@ -474,12 +475,29 @@ class Outbox:
         ).fetchone()
         return LastAttempt(*row) if row else None
 
-    def next_due_at(self) -> float | None:
-        """When the earliest pending delivery becomes due (sensors use this to schedule runs)."""
-        row = self.db.execute(
-            "SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) FROM deliveries "
-            "WHERE state = 'pending'"
-        ).fetchone()
+    def next_due_at(self, endpoint_ids: Iterable[str] | None = None) -> float | None:
+        """When the earliest sendable delivery falls due (sensors use this to schedule runs).
+
+        Rows waiting behind an earlier event of their order, and endpoints disabled after
+        410, are left out: they would make a sensor ask for runs that cannot send anything.
+        """
+        query = """
+            SELECT min(max(d.next_attempt_at, coalesce(d.claimed_until, 0),
+                           coalesce(s.paused_until, 0)))
+            FROM deliveries d LEFT JOIN endpoints s ON s.endpoint_id = d.endpoint_id
+            WHERE d.state = 'pending' AND s.disabled_at IS NULL
+              AND NOT EXISTS (
+                SELECT 1 FROM deliveries p
+                WHERE p.endpoint_id = d.endpoint_id AND p.entity = d.entity
+                  AND p.state = 'pending' AND p.sequence < d.sequence)
+        """
+        args: list[str] = []
+        if endpoint_ids is not None:
+            args = list(endpoint_ids)
+            if not args:
+                return None
+            query += f" AND d.endpoint_id IN ({','.join('?' * len(args))})"
+        row = self.db.execute(query, args).fetchone()
         return row[0] if row else None
 
     def attempts_of(self, event_id: str, endpoint_id: str | None = None) -> list[dict[str, object]]:

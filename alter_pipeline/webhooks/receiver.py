@@ -108,7 +108,7 @@ class Receiver:
             return PlainTextResponse(f"invalid signature: {reason}", status_code=400)
         incoming = Received(
             webhook_id=headers["webhook-id"],
-            timestamp=int(headers["webhook-timestamp"]),
+            timestamp=int(float(headers["webhook-timestamp"])),
             type=str(message.get("type", "")) if isinstance(message, dict) else "",
             data=message.get("data", {}) if isinstance(message, dict) else {},
             body=body,

@@ -7,13 +7,44 @@ is always computed over those bytes, never over a re-serialised copy.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks import Webhook
 
+from alter_pipeline.config import ConfigError
+
 USER_AGENT = "alter-pipeline-webhooks/1"
+MIN_SECRET_BYTES = 24
+
+
+class SecretError(ConfigError):
+    """An endpoint's secret is unusable. The message names the variable, never its value."""
+
+
+def secret_from_env(name: str, owner: str | None = None) -> str:
+    what = f"{owner}: environment variable {name}" if owner else f"environment variable {name}"
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise SecretError(f"{what} is not set")
+    check_secret(value, what)
+    return value
+
+
+def check_secret(value: str, what: str) -> None:
+    if not value.startswith("whsec_"):
+        raise SecretError(f"{what} does not hold a whsec_ secret")
+    try:
+        key = base64.b64decode(value[len("whsec_") :], validate=True)
+    except (binascii.Error, ValueError):
+        # `from None`: the decoder's message could quote part of the secret.
+        raise SecretError(f"{what}: the part after whsec_ is not valid base64") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise SecretError(f"{what}: the secret must hold at least {MIN_SECRET_BYTES} bytes")
 
 
 def iso_utc(moment: datetime) -> str:

@@ -7,14 +7,10 @@ from datetime import UTC, datetime
 
 from alter_pipeline.config import Settings
 from alter_pipeline.webhooks.clock import system_clock
-from alter_pipeline.webhooks.config import (
-    SecretError,
-    Subscriptions,
-    SubscriptionsError,
-    load_subscriptions,
-)
+from alter_pipeline.webhooks.config import Subscriptions, SubscriptionsError, load_subscriptions
 from alter_pipeline.webhooks.ingest import lake_max_sequence
 from alter_pipeline.webhooks.outbox import Counts, Outbox, outbox_path
+from alter_pipeline.webhooks.signing import SecretError
 
 
 @dataclass(frozen=True)
@@ -146,11 +142,16 @@ class PendingWork:
 
 
 def pending_work(settings: Settings) -> PendingWork:
-    """Cheap and read-only: the lake's newest sequence against the cursor, and the next due
-    retry. It never creates the outbox (a sensor tick must not write)."""
-    path = outbox_path(settings.data_dir)
+    """Cheap and read-only: the lake's newest sequence against the cursor, and when the next
+    sendable delivery of an enabled endpoint falls due. It never creates the outbox (a sensor
+    tick should not write)."""
     lake_sequence = lake_max_sequence(settings.data_dir) or 0
-    if not path.is_file():
+    if not outbox_path(settings.data_dir).is_file():
         return PendingWork(lake_sequence, None)
+    try:
+        active = [e.id for e in load_subscriptions(settings.webhooks_file).active()]
+    except SubscriptionsError:
+        active = None  # a run will report the file's problems; do not hide due work
     with Outbox.open(settings.data_dir, read_only=True) as outbox:
-        return PendingWork(max(0, lake_sequence - outbox.cursor()), _moment(outbox.next_due_at()))
+        waiting = max(0, lake_sequence - outbox.cursor())
+        return PendingWork(waiting, _moment(outbox.next_due_at(active)))

@@ -98,3 +98,17 @@ def test_listen_without_its_secret_variable_is_one_line_and_exit_2(monkeypatch):
 def test_enable_of_an_endpoint_that_is_not_disabled_is_a_clear_error(shop):
     result = invoke("enable", "shop")
     assert result.exit_code == 2 and "endpoint shop is not disabled" in result.output
+
+
+def test_importing_the_sub_app_stays_light_for_cli_start_up():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, alter_pipeline.webhooks.cli; "
+        "print(sorted(m for m in ('pyarrow', 'httpx', 'duckdb', 'dagster') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"

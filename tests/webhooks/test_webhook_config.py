@@ -2,12 +2,11 @@ import pytest
 
 from alter_pipeline.events.schema import EVENT_TYPES
 from alter_pipeline.webhooks.config import (
-    SecretError,
     SubscriptionsError,
     load_subscriptions,
     parse_subscriptions,
-    secret_from_env,
 )
+from alter_pipeline.webhooks.signing import SecretError, secret_from_env
 
 VALID = """\
 endpoints:

@@ -60,3 +60,14 @@ def test_pending_work_sees_new_events_and_due_retries(shop, receiver, script):
     work = pending_work(shop.settings)
     assert work.events_waiting == 0 and work.next_due_at == T0 + timedelta(seconds=5)
     assert not work.due(T0 + timedelta(seconds=4)) and work.due(T0 + timedelta(seconds=5))
+
+
+def test_pending_work_ignores_events_waiting_behind_a_retry_of_their_order(shop, receiver, script):
+    first, second = event(1, order_id=5), event(2, order_id=5)
+    shop.write_events([first, second])
+    shop.subscribe({"id": "shop", "url": receiver.url})
+    script.fail(first["event_id"], Reply(500))
+    ingest(shop.settings, now=T0)
+    deliver_due(shop.settings, now=T0)
+    # `second` is due since T0 but cannot go before `first`: no run is worth asking for yet.
+    assert pending_work(shop.settings).next_due_at == T0 + timedelta(seconds=5)
