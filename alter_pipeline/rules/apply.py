@@ -25,8 +25,8 @@ from alter_pipeline.lake.flatten import RecordError
 from alter_pipeline.rules import audit, ledger
 from alter_pipeline.rules.audit import APPLIED, FAILED, SKIPPED, AuditRow
 from alter_pipeline.rules.compile import find_matches
-from alter_pipeline.rules.data import data_version, snapshot_connection
-from alter_pipeline.rules.evaluate import OrderFacts, why_not
+from alter_pipeline.rules.data import data_version, snapshot_connection, synced_columns
+from alter_pipeline.rules.evaluate import DETAIL_SHAPE_GAPS, OrderFacts, why_not
 from alter_pipeline.rules.model import Rule, RuleSet
 from alter_pipeline.rules.transitions import TransitionTable
 
@@ -188,12 +188,14 @@ class Applier:
         transitions: TransitionTable,
         options: ApplyOptions,
         logger: Logger = log,
+        synced: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> None:
         self.client = client
         self.ledger = book
         self.transitions = transitions
         self.options = options
         self.log = logger
+        self.synced = synced or {}  # snapshot values of fields the re-read lacks
 
     def run(self, plan: Plan) -> list[AuditRow]:
         rows = [self._conflict_row(c) for c in plan.conflicts]
@@ -269,7 +271,7 @@ class Applier:
         if raw is None:
             return FAILED, "order no longer exists (the batch read did not return it)"
         try:
-            facts = OrderFacts.from_raw(raw)
+            facts = OrderFacts.from_raw(raw, self.synced.get(c.order_id))
         except RecordError as problem:
             return FAILED, f"re-read order breaks the contract: {problem}"
         if facts.status == c.to_status:
@@ -397,18 +399,22 @@ def apply_rules(
     snapshot = lake.current()
     with snapshot_connection(snapshot) as con:
         matches = find_matches(con, rules, now)
+        plan = make_plan(ruleset, matches, dry_run=dry_run)
+        reasons = blast_radius(plan, ruleset, max_transitions)
+        if reasons and plan.live():
+            raise BlastRadiusError(reasons, plan)
+        synced = synced_columns(
+            con, [c.order_id for c in plan.candidates], DETAIL_SHAPE_GAPS.values()
+        )
     assert snapshot is not None  # snapshot_connection raised otherwise
-    plan = make_plan(ruleset, matches, dry_run=dry_run)
-    reasons = blast_radius(plan, ruleset, max_transitions)
-    if reasons and plan.live():
-        raise BlastRadiusError(reasons, plan)
     report = RunReport(run_id, snapshot.snapshot_id, data_version(snapshot), now, dry_run, plan)
     report.warnings = [f"a live run would stop: {r}" for r in reasons]
     options = ApplyOptions(run_id, report.eval_key, now, concurrency)
     own_ledger = book is None
     book = book or ledger.Ledger.for_data_dir(lake.root)
     try:
-        report.rows = Applier(client, book, ruleset.transitions, options, logger).run(plan)
+        applier = Applier(client, book, ruleset.transitions, options, logger, synced)
+        report.rows = applier.run(plan)
     finally:
         if own_ledger:
             book.close()

@@ -203,11 +203,26 @@ def _live_facts(order_ids: list[int]) -> dict[int, Any]:
     conf.require_credentials()
     with AlterClient(conf.base_url, conf.api_key, conf.api_token) as client:
         raws = client.get_orders_raw(order_ids)
-    facts = {raw["id"]: OrderFacts.from_raw(raw) for raw in raws}
+    synced = _synced_if_any(order_ids)
+    facts = {raw["id"]: OrderFacts.from_raw(raw, synced.get(raw["id"])) for raw in raws}
     missing = [i for i in order_ids if i not in facts]
     if missing:
         raise _usage(f"order {missing[0]} does not exist in the storefront")
     return facts
+
+
+def _synced_if_any(order_ids: list[int]) -> dict[int, Any]:
+    """Warehouse values of fields the API's detail shape lacks, when the lake has the order."""
+    from alter_pipeline.lake import Lake
+    from alter_pipeline.rules.data import NoDataError, snapshot_connection, synced_columns
+    from alter_pipeline.rules.evaluate import DETAIL_SHAPE_GAPS
+
+    try:
+        con = snapshot_connection(Lake(_settings().data_dir).current())
+    except NoDataError:
+        return {}
+    with con:
+        return synced_columns(con, order_ids, DETAIL_SHAPE_GAPS.values())
 
 
 def _preview(ruleset: RuleSet, now: datetime) -> None:

@@ -76,3 +76,19 @@ def load_facts(con: duckdb.DuckDBPyConnection, order_ids: Iterable[int]) -> dict
         row["order_id"]: OrderFacts(row, tuple(by_order.get(row["order_id"], [])))
         for row in orders.to_pylist()
     }
+
+
+def synced_columns(
+    con: duckdb.DuckDBPyConnection, order_ids: Iterable[int], columns: Iterable[str]
+) -> dict[int, dict[str, object]]:
+    """`columns` of these orders as the snapshot holds them (names from the orders schema)."""
+    names = [c for c in columns if c in schemas.ORDERS.names]  # whitelisted: safe to quote
+    ids = sorted(set(order_ids))
+    if not ids or not names:
+        return {}
+    select = ", ".join(f'"{name}"' for name in names)
+    rows = con.execute(
+        f'SELECT "order_id", {select} FROM orders WHERE "order_id" IN (SELECT unnest($ids))',
+        {"ids": ids},
+    ).fetchall()
+    return {row[0]: dict(zip(names, row[1:], strict=True)) for row in rows}

@@ -25,6 +25,8 @@ _SYMBOLS = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=
 _ORDER_COLUMNS = schemas.ORDERS.names
 _ITEM_COLUMNS = schemas.ORDER_ITEMS.names
 MAX_ITEMS_SHOWN = 3
+# API keys the detail shape (GET /:id, POST /batch) omits, and the column each fills.
+DETAIL_SHAPE_GAPS = {"isSeenByOwner": "is_seen_by_owner"}
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,21 @@ class OrderFacts:
     items: tuple[Mapping[str, Any], ...]
 
     @classmethod
-    def from_raw(cls, raw: Mapping[str, Any]) -> OrderFacts:
-        """Flatten a raw API order exactly as the sync does (RecordError if it breaks contract)."""
+    def from_raw(
+        cls, raw: Mapping[str, Any], synced: Mapping[str, Any] | None = None
+    ) -> OrderFacts:
+        """Flatten a raw API order exactly as the sync does (RecordError if it breaks contract).
+
+        `synced` holds the order's row as the lake has it: a field the raw order does not
+        carry at all (the batch endpoint's detail shape has no `isSeenByOwner`, the list shape
+        the sync reads does) keeps its synced value instead of reading as missing.
+        """
         row, items = order_row(raw)
-        return cls(
-            dict(zip(_ORDER_COLUMNS, row, strict=True)),
-            tuple(dict(zip(_ITEM_COLUMNS, item, strict=True)) for item in items),
-        )
+        order = dict(zip(_ORDER_COLUMNS, row, strict=True))
+        for key, column in DETAIL_SHAPE_GAPS.items():
+            if key not in raw and synced is not None and column in synced:
+                order[column] = synced[column]
+        return cls(order, tuple(dict(zip(_ITEM_COLUMNS, item, strict=True)) for item in items))
 
     @property
     def order_id(self) -> int:

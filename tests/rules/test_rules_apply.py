@@ -28,11 +28,11 @@ rules:
 """
 
 
-def stale_cart_ids(emulator: Any) -> list[int]:
-    """What the rule should pick, computed from the emulator's own records."""
+def stale_cart_ids(emulator: Any, text: str = STALE_CARTS) -> list[int]:
+    """What the rule should pick, computed from the emulator's own records (list shape)."""
     from alter_pipeline.rules.evaluate import OrderFacts, matches
 
-    rule = rules(STALE_CARTS).rules[0]
+    rule = rules(text).rules[0]
     now = emulator.store.now()
     return [
         raw["id"]
@@ -86,6 +86,17 @@ def test_orders_that_changed_after_the_snapshot_are_skipped(emulator, client, tm
     assert sorted(r.order_id for r in report.applied) == rest
     assert emulator.store.status_of(first) == "processing"
     assert emulator.counters.count(PATCH_STATUS) == len(rest)
+
+
+def test_fields_the_batch_read_lacks_keep_their_synced_value(emulator, client, tmp_path):
+    # The batch endpoint's detail shape has no isSeenByOwner; the synced list shape has it.
+    lake = sync_lake(emulator, tmp_path)
+    text = STALE_CARTS.replace("      idle: {gt: 30d}\n", "      is_seen_by_owner: false\n")
+    expected = stale_cart_ids(emulator, text)
+    assert expected and stale_cart_ids(emulator, text.replace("false", "true"))  # both kinds
+    report = run(client, lake, text, emulator=emulator)
+    assert sorted(r.order_id for r in report.applied) == expected
+    assert report.outcome("skipped") == []
 
 
 def test_a_repeated_run_applies_nothing_twice(emulator, client, tmp_path):
