@@ -7,8 +7,10 @@ it into logs or tracebacks.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import ssl
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,6 +28,13 @@ _HEADER_VALUE_OK = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no spaces: what
 _SCOPE_PATTERN = re.compile(
     "|".join(re.escape(s) for s in sorted(SCOPES, key=len, reverse=True)) + r"|\b[a-z]+:[a-z:]+\b"
 )
+
+
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: building one costs ~0.1 s (it loads the CA
+    bundle), and every client and every listing would otherwise build its own."""
+    return httpx.create_ssl_context()
 
 
 class Secrets:

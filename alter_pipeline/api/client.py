@@ -92,6 +92,7 @@ class AlterClient:
             base_url=self.base_url,
             timeout=self.timeouts.to_httpx(),
             headers={"user-agent": user_agent, "accept": "application/json"},
+            verify=_wire.ssl_context(),
         )
 
     def __repr__(self) -> str:

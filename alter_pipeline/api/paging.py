@@ -516,6 +516,7 @@ async def _run_until_stopped(
         limits=limits,
         headers={"user-agent": settings.user_agent, "accept": "application/json"},
         transport=settings.transport,
+        verify=_wire.ssl_context(),
     ) as http:
         sender = AsyncSender(http, settings.secrets, settings.retry, settings.stats)
         pager = Pager(
