@@ -189,19 +189,37 @@ def write_incremental_orders(
     known_max = con.execute(
         f"SELECT coalesce(max(order_id), 0) FROM read_parquet('{orders_glob}')"
     ).fetchone()[0]
-    new_raw, total = newest_orders(client, known_max)
+    new_raw, report.orders.api_total = newest_orders(client, known_max)
     slot = int(parent.meta("rotation_slot", 0)) + 1
     writer.meta["rotation_slot"] = slot
-    wanted = ids_to_reread(con, parent, policy, slot, now)
+    reread_orders(
+        client, writer, report, con, ids_to_reread(con, parent, policy, slot, now), new_raw
+    )
+
+
+def reread_orders(
+    client: Any,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    con: duckdb.DuckDBPyConnection,
+    wanted: list[int],
+    new_raw: list[dict[str, Any]],
+) -> None:
+    """Batch re-read `wanted`, merge them and `new_raw` over the parent's rows; ids the batch
+    answer lacks are deleted. A re-read that breaks the contract keeps its previous row."""
+    assert writer.parent is not None
     reread = client.get_orders_raw(wanted) if wanted else []
-    deleted = sorted(set(wanted) - {o.get("id") for o in reread})
+    answered = [o.get("id") if isinstance(o, dict) else None for o in reread]
+    # A record whose id is broken could be any of the wanted orders: infer no deletion then.
+    deleted = (
+        sorted(set(wanted) - set(answered)) if all(isinstance(i, int) for i in answered) else []
+    )
     flat = flatten_orders([*new_raw, *reread])
     report.rejected.extend(flat.rejected)
     report.orders.rejected = len(flat.rejected)
-    report.orders.api_total = total
     report.reread, report.new_orders, report.deleted = len(wanted), len(new_raw), len(deleted)
     report.orders.rows, report.orders.child_rows = _merge_into(
-        con, writer, parent, flat.orders, flat.items, deleted
+        con, writer, writer.parent, flat.orders, flat.items, deleted
     )
 
 
@@ -263,28 +281,29 @@ def record_changes(
     *,
     emit_initial: bool,
     detected_at: datetime,
+    products_listed: bool = True,
 ) -> None:
     parent = writer.parent
     has_previous = parent is not None and parent.has_table("orders")
     new_orders, new_items = writer.tmp_dir / "orders", writer.tmp_dir / "order_items"
     old = (parent.table_dir("orders"), parent.table_dir("order_items")) if has_previous else None
     changes = list(detect.changed_orders(con, old, (new_orders, new_items)))
-    old_products = (
-        parent.table_dir("products") if has_previous and parent.has_table("products") else None
-    )
-    changes += list(detect.changed_products(con, old_products, writer.tmp_dir / "products"))
+    if products_listed:
+        had_products = has_previous and parent.has_table("products")
+        old_products = parent.table_dir("products") if had_products else None
+        changes += list(detect.changed_products(con, old_products, writer.tmp_dir / "products"))
     _write_history(con, writer, changes, detected_at)
     if not has_previous and not emit_initial:
         changes = []  # a first sync of an empty lake does not flood consumers with "created"
-    first_sequence = int(parent.meta("last_sequence", 0)) + 1 if parent else 1
+    first_sequence = int(writer.meta.get("last_sequence", 0)) + 1
     events = detect.event_rows(changes, detected_at, writer.snapshot_id, first_sequence)
     events = _drop_known_events(con, parent, events)
     writer.carry_over(ORDER_EVENTS_TABLE)
     if events.num_rows or not (parent and parent.has_table(ORDER_EVENTS_TABLE)):
         partition = f"date={detected_at.date().isoformat()}"
         writer.write_table(ORDER_EVENTS_TABLE, events, partition=partition)
-    last = events.column("sequence").to_pylist()[-1] if events.num_rows else first_sequence - 1
-    writer.meta["last_sequence"] = last
+    if events.num_rows:
+        writer.meta["last_sequence"] = events.column("sequence").to_pylist()[-1]
     for event_type in events.column("event_type").to_pylist():
         report.events[event_type] = report.events.get(event_type, 0) + 1
 
@@ -376,6 +395,32 @@ def run_sync(
             api_total_orders=report.orders.api_total,
             api_total_products=report.products.api_total,
             synced_at=started.isoformat(),
+        )
+    report.duration_s = time.perf_counter() - clock
+    return report
+
+
+def refresh_orders(
+    client: Any, lake: Lake, order_ids: Iterable[int], *, now: datetime | None = None
+) -> SyncReport:
+    """Re-read these orders now and record their changes and events (e.g. right after the rules
+    job changed their status, so webhooks need not wait for the next sync)."""
+    started, clock = now or datetime.now(UTC), time.perf_counter()
+    with lake.write() as writer, duckdb.connect(":memory:") as con:
+        if writer.parent is None or not writer.parent.has_table("orders"):
+            raise RuntimeError("the lake has no snapshot yet: run a sync first")
+        report = SyncReport(
+            snapshot_id=writer.snapshot_id,
+            mode="refresh",
+            started_at=started,
+            duration_s=0.0,
+            orders=EntityStats(),
+            products=EntityStats(),
+        )
+        reread_orders(client, writer, report, con, sorted(set(order_ids)), [])
+        writer.close_tables()
+        record_changes(
+            con, writer, report, emit_initial=False, detected_at=started, products_listed=False
         )
     report.duration_s = time.perf_counter() - clock
     return report

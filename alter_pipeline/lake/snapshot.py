@@ -230,7 +230,11 @@ class Lake:
             snapshot_id = _new_snapshot_id()
             tmp_dir = self.snapshots_dir / f".tmp-{snapshot_id}"
             tmp_dir.mkdir(parents=True)
-            writer = SnapshotWriter(self, snapshot_id, tmp_dir, parent=self.current())
+            parent = self.current()
+            writer = SnapshotWriter(self, snapshot_id, tmp_dir, parent=parent)
+            # Bookkeeping (event sequence, rotation slot, API totals) carries forward unless
+            # this writer updates it, so e.g. an analytics commit never resets a cursor.
+            writer.meta.update(parent.manifest.get("meta", {}) if parent else {})
             try:
                 yield writer
                 self._commit(writer)

@@ -184,3 +184,30 @@ def test_incremental_sync_uses_a_small_share_of_a_full_syncs_requests(
     syncer.sync()
     incremental_requests = syncer.client.stats.snapshot().requests - full_requests
     assert incremental_requests < full_requests / 2
+
+
+def test_refresh_of_a_few_orders_records_their_changes_at_once(emulator, syncer_factory):
+    from alter_pipeline.events.incremental import refresh_orders
+    from alter_pipeline.lake import Lake
+
+    syncer = syncer_factory(emulator)
+    syncer.sync()
+    order_id = emulator.store.order_ids(["shopping_cart"])[0]
+    emulator.store.set_status(order_id, "cancelled")
+    report = refresh_orders(syncer.client, Lake(syncer.lake_dir), [order_id])
+    assert report.events == {ev.ORDER_STATUS_CHANGED: 1}
+    assert syncer.rows("orders", "order_id")[order_id][2] == "cancelled"
+
+
+def test_a_corrupt_batch_answer_deletes_nothing(emulator_factory, syncer_factory):
+    from alter_pipeline.emulator.faults import BadRecordFault
+
+    # Every page and batch answer carries one record whose id is not a number.
+    emulator = emulator_factory(orders=200, seed=3, faults=[BadRecordFault(1.0)])
+    add_recent_carts(emulator.store)
+    syncer = syncer_factory(emulator)
+    syncer.sync()
+    before = set(syncer.rows("orders", "order_id"))
+    report = syncer.sync()
+    assert report.rejected and report.deleted == 0
+    assert before <= set(syncer.rows("orders", "order_id"))
