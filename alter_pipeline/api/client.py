@@ -137,28 +137,25 @@ class AlterClient:
         direction: str | None = None,
     ) -> OrderList:
         """One page of `GET /customer-orders` (list shape). See `iter_orders` for all of them."""
-        filters = _order_filters(name, category_id, order_status)
-        call = _orders_page_call(filters, offset, limit, order_by, direction)
+        params = _order_params(name, category_id, order_status, offset, limit, order_by, direction)
+        call = _wire.Call("GET", "/customer-orders", params, scope="orders:read")
         return self._parse(OrderList.from_json, self._json(call), call)
 
     def list_orders_raw(
         self,
         *,
+        name: str | None = None,
+        category_id: int | None = None,
+        order_status: str | None = None,
         offset: int = 0,
         limit: int = MAX_PAGE_SIZE,
         order_by: str | None = None,
         direction: str | None = None,
-        name: str | None = None,
-        category_id: int | None = None,
-        order_status: str | None = None,
     ) -> Page:
-        """One page of `GET /customer-orders` as raw dicts (numbers as Decimal), with `total`.
-
-        What an incremental sync reads from the newest end of the list."""
-        filters = _order_filters(name, category_id, order_status)
-        call = _orders_page_call(filters, offset, limit, order_by, direction)
-        items, total = self._parse(_raw_order_page, self._json(call), call)
-        return Page(offset=offset, items=items, total=total)
+        """`list_orders` as a raw `Page` (dicts, numbers as Decimal), not deduplicated."""
+        params = _order_params(name, category_id, order_status, offset, limit, order_by, direction)
+        call = _wire.Call("GET", "/customer-orders", params, scope="orders:read")
+        return self._raw_page(call, "order", offset)
 
     def get_order(self, order_id: int) -> Order:
         """`GET /customer-orders/:id` (detail shape)."""
@@ -278,19 +275,24 @@ class AlterClient:
         direction: str | None = None,
     ) -> ProductList:
         """One page of `GET /products`. `order_by` is whitelisted by the server, not here."""
-        params = {"offset": str(_args.offset(offset)), "limit": str(_args.limit(limit))}
-        if name is not None:
-            params["name"] = _args.text(name, "name")
-        if customizer is not None:
-            if not isinstance(customizer, bool):
-                raise ValueError(f"customizer must be True or False, got {customizer!r}")
-            params["customizer"] = "true" if customizer else "false"
-        if order_by is not None:
-            params["order_by"] = _args.text(order_by, "order_by")
-        if direction is not None:
-            params["direction"] = _args.direction(direction)
+        params = _product_params(offset, limit, name, customizer, order_by, direction)
         call = _wire.Call("GET", "/products", params, scope="products:read")
         return self._parse(ProductList.from_json, self._json(call), call)
+
+    def list_products_raw(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = DEFAULT_PRODUCTS_PAGE_SIZE,
+        name: str | None = None,
+        customizer: bool | None = None,
+        order_by: str | None = None,
+        direction: str | None = None,
+    ) -> Page:
+        """`list_products` as a raw `Page`."""
+        params = _product_params(offset, limit, name, customizer, order_by, direction)
+        call = _wire.Call("GET", "/products", params, scope="products:read")
+        return self._raw_page(call, "products", offset)
 
     def get_product(self, product_id: int) -> Product:
         """`GET /products/:id`."""
@@ -330,11 +332,7 @@ class AlterClient:
     ) -> Iterator[Page]:
         """Every product, as raw pages. Asks for id order, falls back to the server's order if
         that is refused (then completeness rests on the `total` check alone)."""
-        filters: dict[str, str] = {}
-        if name is not None:
-            filters["name"] = _args.text(name, "name")
-        if customizer is not None:
-            filters["customizer"] = "true" if customizer else "false"
+        filters = _product_filters(name, customizer)
         listing = Listing("/products", "products", "products:read", filters, by_id_optional=True)
         return self._pages(listing, concurrency, page_size)
 
@@ -389,6 +387,16 @@ class AlterClient:
                 path=call.path,
             ) from None
 
+    def _raw_page(self, call: _wire.Call, envelope: str, offset: int) -> Page:
+        def unwrap(data: Any) -> Page:
+            body = data[envelope]
+            total = body["total"]
+            if isinstance(total, bool) or not isinstance(total, int):
+                raise TypeError(f"total is not an integer: {total!r}")
+            return Page(offset=offset, items=_dict_list(body["items"]), total=total)
+
+        return self._parse(unwrap, self._json(call), call)
+
     def _try_json(self, reply: _wire.Reply) -> dict[str, Any]:
         try:
             data = _wire.decode_json(reply, _wire.Call("GET", "/healthz"), self._secrets)
@@ -435,19 +443,50 @@ class AlterClient:
         return _wire.Reply(response.status_code, response.headers, body)
 
 
-def _orders_page_call(
-    filters: dict[str, str], offset: int, limit: int, order_by: str | None, direction: str | None
-) -> _wire.Call:
-    params = filters | {"offset": str(_args.offset(offset)), "limit": str(_args.limit(limit))}
+def _order_params(
+    name: str | None,
+    category_id: int | None,
+    order_status: str | None,
+    offset: int,
+    limit: int,
+    order_by: str | None,
+    direction: str | None,
+) -> dict[str, str]:
+    params = _order_filters(name, category_id, order_status)
+    params |= {"offset": str(_args.offset(offset)), "limit": str(_args.limit(limit))}
     if order_by is not None:
         params["order_by"] = _args.order_sort(order_by)
     if direction is not None:
         params["direction"] = _args.direction(direction)
-    return _wire.Call("GET", "/customer-orders", params, scope="orders:read")
+    return params
 
 
-def _raw_order_page(data: Any) -> tuple[list[dict[str, Any]], int]:
-    return _dict_list(data["order"]["items"]), int(data["order"]["total"])
+def _product_params(
+    offset: int,
+    limit: int,
+    name: str | None,
+    customizer: bool | None,
+    order_by: str | None,
+    direction: str | None,
+) -> dict[str, str]:
+    params = {"offset": str(_args.offset(offset)), "limit": str(_args.limit(limit))}
+    params |= _product_filters(name, customizer)
+    if order_by is not None:
+        params["order_by"] = _args.text(order_by, "order_by")
+    if direction is not None:
+        params["direction"] = _args.direction(direction)
+    return params
+
+
+def _product_filters(name: str | None, customizer: bool | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if name is not None:
+        params["name"] = _args.text(name, "name")
+    if customizer is not None:
+        if not isinstance(customizer, bool):
+            raise ValueError(f"customizer must be True or False, got {customizer!r}")
+        params["customizer"] = "true" if customizer else "false"
+    return params
 
 
 def _order_filters(

@@ -87,6 +87,17 @@ def test_list_filters_are_sent_and_applied(client: AlterClient, emulator: Runnin
     assert all(order.order_status == "paid" for order in paid.items)
 
 
+def test_raw_pages_keep_wire_dicts_and_total(
+    client: AlterClient, emulator: RunningEmulator
+) -> None:
+    newest = client.list_orders_raw(limit=3, order_by="id", direction="DESC")
+    assert newest.total == emulator.store.order_count() and newest.offset == 0
+    assert [o["id"] for o in newest.items] == emulator.store.order_ids()[-1:-4:-1]
+    assert "customizerName" in newest.items[0]  # the list shape, untouched
+    products = client.list_products_raw(offset=2, limit=4)
+    assert products.offset == 2 and len(products.items) == 4 and products.total == 12
+
+
 def test_batch_read_chunks_by_50(client: AlterClient, emulator: RunningEmulator) -> None:
     ids = emulator.store.order_ids()[:120]
     orders = client.get_orders_raw([*ids, 999_999])  # an unknown id is simply absent
