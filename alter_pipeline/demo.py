@@ -7,7 +7,9 @@ delivers them as signed webhooks to a local receiver and applies the sample rule
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shutil
 import sys
 from datetime import UTC, datetime
@@ -22,6 +24,8 @@ from alter_pipeline.config import Settings
 console = Console()
 DEMO_ORDERS = 3000
 DEMO_MARKER = ".alter-demo"
+SECRET_ENV = "SHOP_WEBHOOK_SECRET"
+SAMPLE_RULES = Path(__file__).resolve().parent.parent / "rules.example.yaml"
 
 
 def prepare_data_dir(data_dir: Path) -> None:
@@ -101,9 +105,14 @@ def print_summary(settings: Settings) -> None:
         )
         _table(
             con,
-            "Events detected by the last sync",
-            "SELECT event_type, count(*) AS events FROM order_events "
-            "WHERE snapshot_id = (SELECT max(snapshot_id) FROM order_events) GROUP BY 1 ORDER BY 1",
+            "Order events",
+            "SELECT event_type, count(*) AS events FROM order_events GROUP BY 1 ORDER BY 1",
+        )
+        _table(
+            con,
+            "Status transitions by the rules (audit)",
+            "SELECT rule_id, from_status, to_status, outcome, dry_run, count(*) AS orders "
+            "FROM status_transitions GROUP BY ALL ORDER BY orders DESC",
         )
 
 
@@ -128,19 +137,40 @@ Read README.md (configuration, staleness bounds, rules, webhooks) and docs/archi
 """
 
 
+def write_demo_config(data_dir: Path, receiver_url: str) -> None:
+    """A webhooks file pointing at the local receiver and the sample rules, for this demo."""
+    demo_dir = data_dir / "demo"
+    demo_dir.mkdir(exist_ok=True)
+    webhooks = demo_dir / "webhooks.yaml"
+    webhooks.write_text(
+        "endpoints:\n"
+        "  - id: shop-backend\n"
+        f"    url: {receiver_url}/hooks/alter\n"
+        '    events: ["order.*"]\n'
+        f"    secret_env: {SECRET_ENV}\n"
+    )
+    os.environ["ALTER_WEBHOOKS_FILE"] = str(webhooks)
+    os.environ["ALTER_RULES_FILE"] = str(SAMPLE_RULES)
+
+
 def main() -> None:
     from alter_pipeline.emulator import EmulatorConfig, run_emulator
+    from alter_pipeline.webhooks.receiver import run_receiver
 
     settings = Settings.from_env()
     prepare_data_dir(settings.data_dir)
+    secret = os.environ.setdefault(SECRET_ENV, new_secret())
     config = EmulatorConfig(orders=DEMO_ORDERS, products=24, seed=7, now=datetime.now(UTC))
-    with run_emulator(config) as emulator:
+    deliveries: list[str] = []
+    with run_emulator(config) as emulator, run_receiver(secret, on_line=deliveries.append) as hooks:
         console.print(f"Emulator serving {DEMO_ORDERS} orders at {emulator.base_url}")
+        console.print(f"Webhook receiver (verifies signatures) at {hooks.url}")
         os.environ.update(
             ALTER_API_BASE_URL=emulator.base_url,
             ALTER_API_KEY=emulator.key,
             ALTER_API_TOKEN=emulator.token,
         )
+        write_demo_config(settings.data_dir, hooks.url)
         settings = Settings.from_env()
         run("first sync: every order, item and product", "sync_job", settings, _sync(full=True))
         run("analytics tables", "analytics_job", settings)
@@ -151,10 +181,22 @@ def main() -> None:
         outcome = run(
             "incremental sync: detect the changes", "sync_job", settings, _sync(full=False)
         )
-        events = outcome.metadata.get("orders", {}).get("events", {})
-        console.print(f"Events detected: {events}")
+        console.print(f"Events detected: {outcome.metadata.get('orders', {}).get('events', {})}")
+        run("webhooks: deliver the events", "deliver_webhooks_job", settings)
+        rules = run("rules: cancel stale carts (rules.example.yaml)", "apply_rules_job", settings)
+        applied = rules.metadata.get("status_transitions", {}).get("applied", 0)
+        console.print(f"Rules applied {applied} status changes; their events follow as webhooks")
+        run("webhooks: deliver the rules' status changes", "deliver_webhooks_job", settings)
+        hooks.wait_for(len(deliveries), timeout_s=2)
+    console.print(f"The receiver verified {len(deliveries)} signed webhooks, for example:")
+    for line in deliveries[:5]:
+        console.print(f"  {line}", highlight=False)
     print_summary(settings)
     console.print(NEXT_STEPS)
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _sync(*, full: bool) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def analytics(context: dg.AssetExecutionContext, config: AnalyticsConfig, lake: 
         with _connect(writer.parent) as con:
             for name, (_, _, sql) in ANALYTICS_SQL.items():
                 params = {"abandoned_days": config.abandoned_days} if "$abandoned" in sql else {}
-                table = con.execute(sql, params).to_arrow_table()
+                table = con.sql(sql, params=params).to_arrow_table()
                 writer.write_table(name, table)
                 results.append((name, table))
     ensure_views(lake.path())
