@@ -24,15 +24,15 @@ _EXPORTS = {
     "RETRY_DELAYS_S": "delivery",
     "DeliveryReport": "delivery",
     "deliver_due": "delivery",
-    "ingest": "ingest",
-    "replay": "ingest",
+    "ingest": "intake",
+    "replay": "intake",
     "Outbox": "outbox",
     "outbox_path": "outbox",
-    "EndpointStatus": "status",
-    "PendingWork": "status",
-    "WebhooksStatus": "status",
-    "pending_work": "status",
-    "status": "status",
+    "EndpointStatus": "monitor",
+    "PendingWork": "monitor",
+    "WebhooksStatus": "monitor",
+    "pending_work": "monitor",
+    "status": "monitor",
 }
 
 __all__ = [
@@ -73,16 +73,16 @@ if TYPE_CHECKING:
         DeliveryReport,
         deliver_due,
     )
-    from alter_pipeline.webhooks.ingest import ingest, replay
-    from alter_pipeline.webhooks.outbox import Outbox, outbox_path
-    from alter_pipeline.webhooks.signing import SecretError
-    from alter_pipeline.webhooks.status import (
+    from alter_pipeline.webhooks.intake import ingest, replay
+    from alter_pipeline.webhooks.monitor import (
         EndpointStatus,
         PendingWork,
         WebhooksStatus,
         pending_work,
         status,
     )
+    from alter_pipeline.webhooks.outbox import Outbox, outbox_path
+    from alter_pipeline.webhooks.signing import SecretError
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -31,26 +30,21 @@ errors = Console(stderr=True)
 T = TypeVar("T")
 
 
-def _debug() -> bool:
-    # The root command's `--debug` (alter_pipeline.cli) is visible from any sub-command.
-    context = click.get_current_context(silent=True)
-    return bool(context and context.find_root().params.get("debug"))
-
-
-def _guard(action: Callable[[], T]) -> T:
+def _guard(ctx: typer.Context, action: Callable[[], T]) -> T:
     try:
         return action()
-    except (typer.Exit, click.exceptions.Exit, click.Abort):
+    except (typer.Exit, typer.Abort):
         raise
     except (ConfigError, ValueError) as problem:
-        _fail(problem, 2)
+        _fail(ctx, problem, 2)
     except Exception as failure:
-        _fail(failure, 1)
+        _fail(ctx, failure, 1)
     raise AssertionError("unreachable")
 
 
-def _fail(error: Exception, code: int) -> None:
-    if _debug():
+def _fail(ctx: typer.Context, error: Exception, code: int) -> None:
+    # The root command's `--debug` (alter_pipeline.cli) shows the traceback instead.
+    if ctx.find_root().params.get("debug"):
         raise error
     for line in str(error).splitlines() or [type(error).__name__]:
         shout("error", line)
@@ -86,6 +80,7 @@ def _age(seconds: float | None) -> str:
 
 @webhooks_app.command()
 def deliver(
+    ctx: typer.Context,
     max_batch: int = typer.Option(10_000, "--max-batch", min=1, help="Attempts at most."),
 ) -> None:
     """Take in new events, send every delivery due now, print a summary and exit."""
@@ -103,19 +98,19 @@ def deliver(
         if report.held:
             raise typer.Exit(2)
 
-    _guard(run)
+    _guard(ctx, run)
 
 
 @webhooks_app.command()
 def listen(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(9000, help="Port to listen on (0 picks a free one)."),
     secret_env: str = typer.Option(
         "SHOP_WEBHOOK_SECRET", "--secret-env", help="Variable holding the whsec_ secret."
     ),
 ) -> None:
-    """Receive webhooks locally: verify each signature, print one line per event (204),
-    answer 400 to a bad signature."""
+    """Receive webhooks locally: verify signatures, print one line per event (400 if bad)."""
 
     def run() -> None:
         from alter_pipeline.webhooks.receiver import serve
@@ -131,11 +126,12 @@ def listen(
             serve(secret, host, port, on_line=say, on_listening=listening)
         say("stopped")
 
-    _guard(run)
+    _guard(ctx, run)
 
 
 @webhooks_app.command()
 def status(
+    ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Per endpoint: enabled or why not, pending, retrying, dead, delivered, last results."""
@@ -149,7 +145,7 @@ def status(
             return
         _print_status(report)
 
-    _guard(run)
+    _guard(ctx, run)
 
 
 def _print_status(report) -> None:  # report: WebhooksStatus
@@ -168,7 +164,10 @@ def _print_status(report) -> None:  # report: WebhooksStatus
             _when(e.last_failure_at),
             _age(e.oldest_pending_age_s),
         )
-    console.print(table)
+    if report.endpoints:
+        console.print(table)
+    else:
+        say("no endpoints configured")
     for e in report.endpoints:
         if e.reason:
             say(f"{e.endpoint_id}: {e.state}: {e.reason}")
@@ -197,6 +196,7 @@ def parse_since(text: str) -> datetime:
 
 @webhooks_app.command()
 def replay(
+    ctx: typer.Context,
     since: str = typer.Option(..., "--since", help="ISO-8601 time; events detected since then."),
     endpoint: str | None = typer.Option(None, "--endpoint", help="Only this endpoint id."),
     event_type: list[str] = typer.Option(
@@ -215,11 +215,13 @@ def replay(
             "`alter-pipeline webhooks deliver` sends them",
         )
 
-    _guard(run)
+    _guard(ctx, run)
 
 
 @webhooks_app.command()
-def check(file: Path = typer.Argument(..., help="The subscriptions file to validate.")) -> None:
+def check(
+    ctx: typer.Context, file: Path = typer.Argument(..., help="The subscriptions file to validate.")
+) -> None:
     """Validate a subscriptions file: every problem with line:column (exit 2), else a summary."""
 
     def run() -> None:
@@ -241,11 +243,12 @@ def check(file: Path = typer.Argument(..., help="The subscriptions file to valid
                 f"    events: {types}\n    secret: {secret}",
             )
 
-    _guard(run)
+    _guard(ctx, run)
 
 
 @webhooks_app.command()
 def enable(
+    ctx: typer.Context,
     endpoint: str = typer.Argument(..., help="Endpoint id disabled after 410 Gone."),
 ) -> None:
     """Re-enable an endpoint that answered 410 Gone (then `replay` what it missed)."""
@@ -258,4 +261,4 @@ def enable(
                 raise ConfigError(f"endpoint {endpoint} is not disabled")
         say(f"{endpoint} enabled")
 
-    _guard(run)
+    _guard(ctx, run)

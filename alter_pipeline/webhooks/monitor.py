@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from alter_pipeline.config import Settings
 from alter_pipeline.webhooks.clock import system_clock
 from alter_pipeline.webhooks.config import Subscriptions, SubscriptionsError, load_subscriptions
-from alter_pipeline.webhooks.ingest import lake_max_sequence
-from alter_pipeline.webhooks.outbox import Counts, Outbox, outbox_path
+from alter_pipeline.webhooks.intake import lake_max_sequence
+from alter_pipeline.webhooks.outbox import Counts, Outbox
 from alter_pipeline.webhooks.signing import SecretError
 
 
@@ -80,7 +80,7 @@ def status(
             subscriptions = load_subscriptions(settings.webhooks_file)
         except SubscriptionsError as error:
             problems.append(str(error))
-    with Outbox.open(settings.data_dir) as outbox:
+    with Outbox.for_reading(settings.data_dir) as outbox:
         counts = outbox.counts()
         disabled = outbox.disabled()
         ids = [e.id for e in subscriptions.endpoints] if subscriptions else []
@@ -143,15 +143,12 @@ class PendingWork:
 
 def pending_work(settings: Settings) -> PendingWork:
     """Cheap and read-only: the lake's newest sequence against the cursor, and when the next
-    sendable delivery of an enabled endpoint falls due. It never creates the outbox (a sensor
-    tick should not write)."""
+    sendable delivery of an enabled endpoint falls due. A sensor tick never writes."""
     lake_sequence = lake_max_sequence(settings.data_dir) or 0
-    if not outbox_path(settings.data_dir).is_file():
-        return PendingWork(lake_sequence, None)
     try:
         active = [e.id for e in load_subscriptions(settings.webhooks_file).active()]
     except SubscriptionsError:
         active = None  # a run will report the file's problems; do not hide due work
-    with Outbox.open(settings.data_dir, read_only=True) as outbox:
+    with Outbox.for_reading(settings.data_dir) as outbox:
         waiting = max(0, lake_sequence - outbox.cursor())
         return PendingWork(waiting, _moment(outbox.next_due_at(active)))

@@ -150,7 +150,8 @@ class Outbox:
             uri = f"{self.path.absolute().as_uri()}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE below.
         self.db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -164,6 +165,13 @@ class Outbox:
     @classmethod
     def open(cls, data_dir: Path, *, read_only: bool = False) -> Outbox:
         return cls(outbox_path(data_dir), read_only=read_only)
+
+    @classmethod
+    def for_reading(cls, data_dir: Path) -> Outbox:
+        """Read-only when the outbox exists, else an empty one in memory: looking never
+        creates files (status in a fresh checkout, sensor ticks)."""
+        path = outbox_path(data_dir)
+        return cls(path, read_only=True) if path.is_file() else cls(Path(":memory:"))
 
     def close(self) -> None:
         self.db.close()

@@ -112,3 +112,19 @@ def test_importing_the_sub_app_stays_light_for_cli_start_up():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_debug_on_the_root_command_shows_the_real_exception(shop):
+    import typer
+
+    from alter_pipeline.webhooks import SubscriptionsError
+
+    root = typer.Typer()
+
+    @root.callback()
+    def main(debug: bool = typer.Option(False, "--debug")) -> None:
+        """Stands for alter_pipeline.cli's root command."""
+
+    root.add_typer(webhooks_app, name="webhooks")
+    result = runner.invoke(root, ["--debug", "webhooks", "deliver"])
+    assert isinstance(result.exception, SubscriptionsError)

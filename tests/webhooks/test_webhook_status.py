@@ -71,3 +71,10 @@ def test_pending_work_ignores_events_waiting_behind_a_retry_of_their_order(shop,
     deliver_due(shop.settings, now=T0)
     # `second` is due since T0 but cannot go before `first`: no run is worth asking for yet.
     assert pending_work(shop.settings).next_due_at == T0 + timedelta(seconds=5)
+
+
+def test_looking_at_status_never_creates_the_outbox(shop, secret):
+    shop.subscribe({"id": "shop", "url": "http://127.0.0.1:1/"})
+    report = status(shop.settings)
+    assert [e.pending for e in report.endpoints] == [0]
+    assert not (shop.settings.data_dir / "webhooks").exists()
