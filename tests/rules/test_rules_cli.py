@@ -12,6 +12,7 @@ from rules_helpers import PATCH_STATUS, sync_lake
 from test_rules_apply import STALE_CARTS, stale_cart_ids
 from typer.testing import CliRunner
 
+from alter_pipeline.rules import load_rules
 from alter_pipeline.rules.cli import rules_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,11 +31,13 @@ def write_rules(tmp_path: Path, text: str = STALE_CARTS) -> Path:
 
 
 def test_check_summarises_a_valid_file():
+    example = load_rules(ROOT / "rules.example.yaml")  # the demo tunes its numbers
+    first, limit = example.rules[0], example.max_transitions_per_run
     result = cli("check", str(ROOT / "rules.example.yaml"))
     assert result.exit_code == 0, result.output
-    assert "cancel-stale-carts  (priority 10, max 500/run)" in result.stdout
+    assert f"cancel-stale-carts  (priority 10, max {first.max_per_run}/run)" in result.stdout
     assert "when status in [shopping_cart, editable] and age > 30d and idle > 30d" in result.stdout
-    assert "4 rules (3 enabled), at most 500 status changes per run" in result.stdout
+    assert f"4 rules (3 enabled), at most {limit} status changes per run" in result.stdout
     assert "completed     │ — (final)" in result.stdout
 
 
