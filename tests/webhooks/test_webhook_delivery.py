@@ -101,12 +101,12 @@ def test_a_failing_receiver_gets_the_event_later_exactly_once(shop, receiver, sc
 def test_a_timeout_is_a_failure_and_the_event_is_sent_again(shop, receiver, script):
     row = event(1)
     shop.write_events([row])
-    shop.subscribe({"id": "shop", "url": receiver.url, "timeout_s": 0.3})
-    script.fail(row["event_id"], Reply(204, delay_s=0.6))
+    shop.subscribe({"id": "shop", "url": receiver.url, "timeout_s": 0.5})
+    script.fail(row["event_id"], Reply(204, delay_s=1.0))
     assert run(shop, T0).retrying == 1
     assert run(shop, T0 + timedelta(seconds=5)).delivered == 1
     assert [r.webhook_id for r in receiver.received] == [row["event_id"]] * 2
-    assert attempts(shop, row["event_id"])[0]["error"] == "timed out after 0.3 s"
+    assert attempts(shop, row["event_id"])[0]["error"] == "timed out after 0.5 s"
 
 
 def test_retry_after_seconds_on_429_delays_the_retry_and_pauses_the_endpoint(
