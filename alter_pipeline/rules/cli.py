@@ -147,15 +147,16 @@ def _settings() -> Any:
 
 
 def _explain_orders(ruleset: RuleSet, order_ids: list[int], now: datetime, *, live: bool) -> None:
-    from alter_pipeline.rules.evaluate import verdict
+    from alter_pipeline.rules.evaluate import render, verdict
 
     facts = _live_facts(order_ids) if live else _warehouse_facts(order_ids)
     for order_id in order_ids:
         found = facts[order_id]
         o = found.order
         _say(
-            f"order {order_id}: {o.get('status')}, created {o.get('created_at')}, "
-            f"{len(found.items)} items, {o.get('total_value')} {o.get('total_currency') or ''}"
+            f"order {order_id}: {o.get('status')}, created {render(o.get('created_at'))}, "
+            f"{len(found.items)} items, {render(o.get('total_value'))} "
+            f"{o.get('total_currency') or ''}".rstrip()
         )
         verdicts = [verdict(rule, found, now) for rule in sorted(ruleset.rules, key=_live_rank)]
         for result in verdicts:

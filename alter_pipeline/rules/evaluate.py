@@ -150,7 +150,7 @@ def _compare(
 ) -> Check:
     actual = _actual(compare, row, facts, now)
     passed = actual is not None and _holds(compare.op, actual, compare.value)
-    return Check(passed, describe(compare), _render(actual))
+    return Check(passed, describe(compare), render(actual))
 
 
 def _actual(
@@ -196,11 +196,11 @@ def describe(compare: model.Compare) -> str:
     """`age > 30d`, `status in [shopping_cart, editable]`, `design_name matches '^Mug'`."""
     op = _SYMBOLS.get(compare.op, compare.op.replace("_", " "))
     value = compare.value
-    shown = f"[{', '.join(_render(v) for v in value)}]" if isinstance(value, tuple) else None
-    return f"{compare.field.name} {op} {shown or _render(value, quote=True)}"
+    shown = f"[{', '.join(render(v) for v in value)}]" if isinstance(value, tuple) else None
+    return f"{compare.field.name} {op} {shown or render(value, quote=True)}"
 
 
-def _render(value: Any, quote: bool = False) -> str:
+def render(value: Any, quote: bool = False) -> str:
     if value is None:
         return "null"
     if hasattr(value, "total_seconds"):
@@ -208,7 +208,7 @@ def _render(value: Any, quote: bool = False) -> str:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+        return format(value.normalize(), "f")  # 450.2800 -> 450.28, 100.0000 -> 100
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str) and quote and (not value or " " in value or value != value.strip()):
