@@ -90,7 +90,11 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ[SECRET_ENV] = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-    root = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
+    with tempfile.TemporaryDirectory(prefix="webhook-bench-") as root:
+        run(Path(root), args)
+
+
+def run(root: Path, args: argparse.Namespace) -> None:
     settings = Settings(data_dir=root / "data", webhooks_file=root / "webhooks.yaml")
     write_events(settings.data_dir, args.events, args.orders)
     port = free_port()
