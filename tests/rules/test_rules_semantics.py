@@ -166,7 +166,7 @@ def examples(count: int) -> settings:
     )
 
 
-@examples(150)
+@examples(120)
 @given(store=stores, condition=conditions)
 def test_compiled_sql_selects_exactly_the_orders_the_python_evaluator_accepts(
     con, store, condition
@@ -175,14 +175,14 @@ def test_compiled_sql_selects_exactly_the_orders_the_python_evaluator_accepts(
     assert sql_ids(con, orders, items, condition) == python_ids(orders, items, condition)
 
 
-@examples(60)
+@examples(50)
 @given(store=stores, condition=comparisons(ORDER_FIELDS, ORDER_TESTED))
 def test_a_single_comparison_agrees_between_sql_and_python(con, store, condition):
     orders, items = store
     assert sql_ids(con, orders, items, condition) == python_ids(orders, items, condition)
 
 
-@examples(150)
+@examples(100)
 @given(store=stores, condition=conditions)
 def test_possible_statuses_includes_the_status_of_every_matching_order(store, condition):
     # `rules check` rejects forbidden moves from this set: it must never miss a status.
