@@ -190,9 +190,9 @@ def main() -> None:
         hooks.wait_for(len(deliveries), timeout_s=2)
     console.print(f"The receiver verified {len(deliveries)} signed webhooks, for example:")
     for line in deliveries[:5]:
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {line.splitlines()[0][:110]}", highlight=False, soft_wrap=True)
     print_summary(settings)
-    console.print(NEXT_STEPS)
+    console.print(NEXT_STEPS, soft_wrap=True, highlight=False)
 
 
 def new_secret() -> str:
