@@ -225,6 +225,9 @@ class Pager:
         self._concurrency = concurrency
         self._emit = emit
         self._stats = stats
+        # Ask for id order (False only once the server refused it)...
+        self._by_id = listing.by_id
+        # ...and trust range proofs (False too once a page came back out of id order).
         self._ordered = listing.by_id
         self._seen: set[int] = set()
         self._unkeyed = 0  # rows without an integer id: passed through, counted, never deduped
@@ -254,19 +257,21 @@ class Pager:
         try:
             return await self._fetch(0)
         except errors.InvalidRequestError:
-            if not (self._ordered and self._listing.by_id_optional):
+            if not (self._by_id and self._listing.by_id_optional):
                 raise
             # Products: id ordering is not documented as whitelisted; page in server order.
             logger.warning(
                 "%s refused order_by=id: paging without range proofs", self._listing.path
             )
-            self._ordered = False
+            self._by_id = self._ordered = False
             return await self._fetch(0)
 
     async def _fetch(self, offset: int, limit: int | None = None) -> tuple[list[dict], int]:
         params = {**self._listing.filters, "offset": str(offset)}
         params["limit"] = str(limit or self._page_size)
-        if self._ordered:
+        if self._by_id:
+            # Kept even after a page came back out of order: every page of one listing must
+            # ask for the same order, or offsets would mean different things.
             params.update(order_by="id", direction="ASC")
         call = _wire.Call("GET", self._listing.path, params, scope=self._listing.scope)
         data = await self._sender.json(call)

@@ -53,6 +53,7 @@ class ChangingList:
         self.next_id = size
         self.schedule = list(schedule or [])
         self.reads: list[tuple[int, int]] = []  # (offset, limit) in arrival order
+        self.orderings: set[tuple[str | None, str | None]] = set()  # (order_by, direction)
         self.rng = random.Random(seed)
         self.envelope = "order"
         self.honour_id_order = True
@@ -79,6 +80,7 @@ class ChangingList:
         params = request.url.params
         offset, limit = int(params["offset"]), int(params["limit"])
         self.reads.append((offset, limit))
+        self.orderings.add((params.get("order_by"), params.get("direction")))
         ids = self.ids if self.honour_id_order else sorted(self.ids, reverse=True)
         window = ids[offset : offset + limit]
         rows = [{"id": i, "totalPrice": {"value": 1.5, "currency": "EUR"}} for i in window]
@@ -226,6 +228,7 @@ def test_ids_out_of_order_fall_back_to_the_total_check() -> None:
     source.honour_id_order = False
     ids = yielded_ids(run_pager(source, page_size=5))
     assert sorted(ids) == list(range(1, 18))
+    assert source.orderings == {("id", "ASC")}  # every page asked for the same order
 
 
 def test_total_that_cannot_be_reached_raises_incomplete_listing() -> None:
