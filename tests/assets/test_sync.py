@@ -7,7 +7,9 @@ import sys
 import time
 from decimal import Decimal
 
+from alter_pipeline.api import AlterClient
 from alter_pipeline.lake import Lake
+from alter_pipeline.sync import run_sync
 from alter_pipeline.warehouse import connect
 
 
@@ -102,35 +104,39 @@ def test_a_failing_check_is_reported_with_the_offending_ids(emulator_factory, ru
 
 def test_sync_killed_midway_leaves_the_old_tables_intact(emulator_factory, tmp_path):
     emulator = emulator_factory(orders=1500, latency_ms=40)
+    data_dir = tmp_path / "data"
+    lake = Lake(data_dir)
+    with AlterClient(emulator.base_url, emulator.key, emulator.token) as client:
+        run_sync(client, lake, full=True)
+    before = lake.current()
+    emulator.store.create_order()
     env = dict(
         os.environ,
         ALTER_API_BASE_URL=emulator.base_url,
         ALTER_API_KEY=emulator.key,
         ALTER_API_TOKEN=emulator.token,
-        ALTER_DATA_DIR=str(tmp_path / "data"),
+        ALTER_DATA_DIR=str(data_dir),
         DAGSTER_HOME=str(tmp_path / "home"),
     )
     command = [sys.executable, "-m", "alter_pipeline.cli", "sync", "--full"]
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
-    lake = Lake(tmp_path / "data")
-    before = lake.current()
-    emulator.store.create_order()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not list((tmp_path / "data" / "snapshots").glob(".tmp-*/orders/*.parquet")):
-        assert time.monotonic() < deadline, "the second sync never started writing"
-        time.sleep(0.05)
+    while not list((data_dir / "snapshots").glob(".tmp-*/orders/*.parquet")):
+        assert time.monotonic() < deadline, "the CLI sync never started writing"
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert lake.current().snapshot_id == before.snapshot_id
-    with connect(tmp_path / "data") as con:
+    with connect(data_dir) as con:
         counts = con.execute(
             "select (select count(*) from orders), "
             "(select count(*) from order_items i anti join orders o using (order_id))"
         ).fetchone()
     assert counts == (before.rows("orders"), 0)
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+    with AlterClient(emulator.base_url, emulator.key, emulator.token) as client:
+        run_sync(client, lake, full=True)  # the next run cleans up and completes
     assert lake.current().rows("orders") == before.rows("orders") + 1
+    assert not list((data_dir / "snapshots").glob(".tmp-*"))
 
 
 def test_reader_holding_the_warehouse_open_does_not_break_a_sync(emulator, run_sync_job, tmp_path):
