@@ -11,10 +11,12 @@ How one listing runs (async httpx, at most `concurrency` requests in flight):
 3. Every page proves a closed id range was complete at the moment it was read: from its first
    to its last id, from -inf when it starts at offset 0, to +inf when it is short (the end of
    the list). A deletion before a page's offset shifts the rows left, so the next page starts
-   past where the previous one ended: the union of ranges gets a hole. Holes are re-read
-   (bounded) near the offset where their lower id must now sit, stepping further back while the
-   re-read still starts too late, until the ranges join up from -inf to +inf. Any order that
-   existed throughout the listing is then in some page, whatever was deleted meanwhile.
+   past where the previous one ended: the union of ranges gets a hole. Each hole is re-read
+   (bounded) by walking to the page that holds its lower id: start at that id's rank among the
+   ids seen, less the shift the latest re-read observed; step back (at least doubling) while a
+   page starts past it, forward by a page while a full page ends before it. Once the ranges
+   join up from -inf to +inf, any order that existed throughout the listing is in some page,
+   whatever was deleted meanwhile.
 4. Rows are deduplicated by id across pages (overlaps and shifted re-reads repeat rows).
 5. `total` is read again at the end; if fewer unique ids were yielded, orders were added after
    the tail was read: the tail is re-read, then everything once more, and if the numbers still
