@@ -38,6 +38,8 @@ def run_ui(*, port: int, emulator_port: int, orders: int) -> None:
     time.sleep(2)
     children.append(subprocess.Popen(dagster_cmd, env=env, start_new_session=True))
     print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the emulator)")
+    # SIGTERM (e.g. from a supervisor) must also reach the `finally` that stops the children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         children[-1].wait()
     except KeyboardInterrupt:

@@ -22,6 +22,8 @@ def test_every_asset_has_a_description_and_a_group():
         assert node.group_name != "default", f"{key.to_user_string()} has no group"
 
 
-def test_schedules_are_off_until_enabled():
+def test_schedules_and_sensors_are_off_until_enabled():
     for schedule in defs.schedules:
         assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    for sensor in defs.sensors:
+        assert sensor.default_status == dg.DefaultSensorStatus.STOPPED

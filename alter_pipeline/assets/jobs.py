@@ -22,10 +22,23 @@ analytics_job = dg.define_asset_job(
 )
 
 
+def automation_running() -> bool:
+    """Schedules and sensors are off until enabled in the UI; `make ui` turns them on."""
+    return os.environ.get("ALTER_SCHEDULES_RUNNING", "").lower() in ("1", "true", "yes")
+
+
+def sensor_default_status() -> dg.DefaultSensorStatus:
+    return (
+        dg.DefaultSensorStatus.RUNNING if automation_running() else dg.DefaultSensorStatus.STOPPED
+    )
+
+
 def _default_status() -> dg.DefaultScheduleStatus:
-    # Off until enabled in the UI; `make ui` turns them on for the live demo.
-    running = os.environ.get("ALTER_SCHEDULES_RUNNING", "").lower() in ("1", "true", "yes")
-    return dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+    return (
+        dg.DefaultScheduleStatus.RUNNING
+        if automation_running()
+        else dg.DefaultScheduleStatus.STOPPED
+    )
 
 
 sync_schedule = dg.ScheduleDefinition(

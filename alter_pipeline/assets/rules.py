@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
+from alter_pipeline.assets.jobs import sensor_default_status
 from alter_pipeline.config import Settings
 from alter_pipeline.lake import Snapshot
 from alter_pipeline.resources import AlterApiResource, LakeResource
@@ -181,7 +182,7 @@ def make_rules_sensor(
         name=name,
         job=apply_rules_job,
         minimum_interval_seconds=60,
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=sensor_default_status(),
         description="Apply the status rules after new order events or a rules file change.",
     )
     def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):

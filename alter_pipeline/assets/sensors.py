@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from alter_pipeline.assets.jobs import sensor_default_status
 from alter_pipeline.config import Settings
 from alter_pipeline.resources import LakeResource
 
@@ -41,7 +42,7 @@ def events_sensor(name: str, job_name: str, description: str) -> dg.SensorDefini
         job_name=job_name,
         minimum_interval_seconds=30,
         description=description,
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=sensor_default_status(),
     )
     def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
         seen = int(context.cursor or 0)
