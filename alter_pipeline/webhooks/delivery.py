@@ -28,11 +28,11 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 
 import httpx
 
+from alter_pipeline.api.retry import parse_retry_after as parse_retry_after_header
 from alter_pipeline.config import Settings
 from alter_pipeline.webhooks.clock import Clock, fixed_clock, system_clock
 from alter_pipeline.webhooks.config import Endpoint, Subscriptions, load_subscriptions
@@ -69,21 +69,9 @@ def retry_delay(attempts_made: int) -> float | None:
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP date; None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        seconds = (moment - now).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+    """`Retry-After` as seconds from `now` (the client's parser), capped at a day."""
+    seconds = parse_retry_after_header(value, now)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
 
 
 @dataclass(frozen=True)
