@@ -183,3 +183,33 @@ def test_analytics_tables_answer_from_the_synced_data(
         funnel = dict(con.execute("select status, orders from order_status_funnel").fetchall())
     assert revenue == sum(Decimal(o["totalPrice"]["value"]) for o in sold)
     assert sum(funnel.values()) == emulator.store.order_count()
+
+
+def test_two_syncs_at_once_are_serialised_and_both_commit(emulator, tmp_path):
+    import threading
+
+    lake, reports, errors = Lake(tmp_path), [], []
+
+    def one_sync() -> None:
+        try:
+            with AlterClient(emulator.base_url, emulator.key, emulator.token) as client:
+                reports.append(run_sync(client, lake, full=True))
+        except Exception as error:  # collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=one_sync) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and len(reports) == 2
+    current = lake.current()
+    assert current.parent_id in {r.snapshot_id for r in reports}
+    with connect(tmp_path) as con:
+        orphans = con.execute(
+            "select count(*) from order_items i anti join orders o using (order_id)"
+        ).fetchone()[0]
+        assert (
+            con.execute("select count(*) from orders").fetchone()[0] == emulator.store.order_count()
+        )
+    assert orphans == 0
