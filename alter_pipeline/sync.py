@@ -70,6 +70,9 @@ class SyncReport:
     reread: int = 0
     new_orders: int = 0
     deleted: int = 0
+    # Orders a reconcile found changed since the last sync: what the incremental path missed
+    # (or what changed after it ran).
+    changed_orders: int = 0
     rejected: list[Rejection] = field(default_factory=list)
 
     @property
@@ -288,6 +291,7 @@ def record_changes(
     new_orders, new_items = writer.tmp_dir / "orders", writer.tmp_dir / "order_items"
     old = (parent.table_dir("orders"), parent.table_dir("order_items")) if has_previous else None
     changes = list(detect.changed_orders(con, old, (new_orders, new_items)))
+    report.changed_orders = len(changes) if has_previous else 0
     if products_listed:
         had_products = has_previous and parent.has_table("products")
         old_products = parent.table_dir("products") if had_products else None

@@ -100,6 +100,7 @@ def alter_sync(
         "orders_reread": report.reread,
         "orders_new": report.new_orders,
         "orders_deleted": report.deleted,
+        "orders_changed": report.changed_orders,
     }
     for table, (_, schema) in SYNC_TABLES.items():
         metadata = table_metadata(snapshot, table, schema) | run_figures

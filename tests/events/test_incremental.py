@@ -82,7 +82,8 @@ def test_reconcile_equals_a_full_sync_exactly(emulator_factory, syncer_factory, 
     syncer.sync()
     mutate(emulator.store, random.Random(seed), 40, emulator.store.order_ids())
     syncer.sync()
-    syncer.sync(full=True)
+    reconcile = syncer.sync(full=True)
+    assert reconcile.mode == "full" and reconcile.changed_orders > 0  # missed by incremental
     for table, key in (("orders", "order_id"), ("order_items", "order_item_id")):
         assert syncer.rows(table, key) == syncer.full_rows(table, key)
 
