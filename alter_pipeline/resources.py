@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
 from alter_pipeline.config import Settings, validate_base_url
 from alter_pipeline.lake import Lake
+
+if TYPE_CHECKING:
+    from alter_pipeline.api import AlterClient
 
 
 class AlterApiResource(dg.ConfigurableResource):
@@ -27,7 +31,8 @@ class AlterApiResource(dg.ConfigurableResource):
     def resolved_base_url(self) -> str:
         return validate_base_url(self.base_url) if self.base_url else Settings.from_env().base_url
 
-    def client(self):  # -> alter_pipeline.api.AlterClient (imported lazily: keeps load fast)
+    def client(self) -> AlterClient:
+        # Imported here so that loading the code location does not import httpx.
         from alter_pipeline.api import AlterClient, RetryPolicy, Timeouts
 
         return AlterClient(
