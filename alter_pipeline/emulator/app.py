@@ -31,7 +31,7 @@ from alter_pipeline.emulator.auth import authenticate, authorize
 from alter_pipeline.emulator.config import BASE_PATH, Credentials
 from alter_pipeline.emulator.embed import check_origin, issue_token
 from alter_pipeline.emulator.errors import ApiError, NotFound, TooManyRequests
-from alter_pipeline.emulator.faults import Fault, fault_chain
+from alter_pipeline.emulator.faults import SCOPE_KEY, Fault, fault_chain
 from alter_pipeline.emulator.live import Shoppers
 from alter_pipeline.emulator.png import PREVIEW_PIXELS, preview_png
 from alter_pipeline.emulator.render import dumps
@@ -256,6 +256,7 @@ async def _answer(
 ) -> Response:
     if latency:
         await asyncio.sleep(latency)
+    request.scope[SCOPE_KEY] = scope  # faults that act per scope (401/403) read it
     try:
         if not exempt:
             early = await _limits_and_faults(rt, request)

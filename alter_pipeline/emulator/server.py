@@ -10,7 +10,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import uvicorn
@@ -24,6 +24,7 @@ from alter_pipeline.emulator.config import (
     EmulatorConfig,
     resolve_credentials,
 )
+from alter_pipeline.emulator.faults import Fault
 from alter_pipeline.emulator.stats import RequestCounters
 from alter_pipeline.emulator.store import Store
 
@@ -98,6 +99,10 @@ class RunningEmulator:
     @property
     def counters(self) -> RequestCounters:
         return self.store.counters
+
+    def set_faults(self, faults: Sequence[Fault]) -> None:
+        """Replace the fault modes from the next request on (an empty list: no faults)."""
+        self.app.state.runtime.faults = list(faults)
 
     def reset(self) -> Store:
         """Fresh state without a restart: a newly generated store (same config), zeroed
