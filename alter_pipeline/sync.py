@@ -290,12 +290,17 @@ def record_changes(
     has_previous = parent is not None and parent.has_table("orders")
     new_orders, new_items = writer.tmp_dir / "orders", writer.tmp_dir / "order_items"
     old = (parent.table_dir("orders"), parent.table_dir("order_items")) if has_previous else None
-    changes = list(detect.changed_orders(con, old, (new_orders, new_items)))
-    report.changed_orders = len(changes) if has_previous else 0
-    if products_listed:
-        had_products = has_previous and parent.has_table("products")
-        old_products = parent.table_dir("products") if had_products else None
-        changes += list(detect.changed_products(con, old_products, writer.tmp_dir / "products"))
+    had_history = parent is not None and parent.has_table("orders_history")
+    changes: list[detect.Change] = []
+    # A first sync emits nothing and its history opens a row for every order: it needs no
+    # per-order states, which would hold the whole store in memory (~2 GB at 100k orders).
+    if has_previous or emit_initial or had_history:
+        changes = list(detect.changed_orders(con, old, (new_orders, new_items)))
+        report.changed_orders = len(changes) if has_previous else 0
+        if products_listed:
+            had_products = has_previous and parent.has_table("products")
+            old_products = parent.table_dir("products") if had_products else None
+            changes += list(detect.changed_products(con, old_products, writer.tmp_dir / "products"))
     _write_history(con, writer, changes, detected_at)
     if not has_previous and not emit_initial:
         changes = []  # a first sync of an empty lake does not flood consumers with "created"
