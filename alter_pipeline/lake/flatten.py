@@ -23,6 +23,8 @@ from alter_pipeline.lake import schemas
 _STATUSES = frozenset(ORDER_STATUSES)
 _MONEY_QUANTUM = Decimal("0.0001")
 _MEASURE_QUANTUM = Decimal("0.000001")
+_LIMIT = Decimal(10) ** 14  # DECIMAL(18, 4) holds less than this
+_JSON_CACHE_SIZE = 4096
 
 # Documented keys per object; anything else is kept in the row's `extra` JSON column.
 _ORDER_KEYS = frozenset(
@@ -79,84 +81,129 @@ class FlatProducts:
 
 
 # ---- field readers: each returns a clean Python value or raises RecordError ----------------
+# Readers take the field's path as `at` (the enclosing object, "" at the top) and `name`, and
+# join them only to report an error: a flattened item reads ~30 fields, so building every
+# path up front costed more than the checks themselves. Exact types are tested first.
 
 
-def _int(value: Any, path: str, *, nullable: bool = True) -> int | None:
-    if value is None and nullable:
-        return None
+def _path(at: str, name: str) -> str:
+    return f"{at}.{name}" if at else name
+
+
+def _int(value: Any, at: str, name: str, *, nullable: bool = True) -> int | None:
+    if type(value) is int or (value is None and nullable):
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RecordError(path, f"expected an integer, got {_show(value)}")
+        raise RecordError(_path(at, name), f"expected an integer, got {_show(value)}")
     return value
 
 
-def _text(value: Any, path: str) -> str | None:
+def _text(value: Any, at: str, name: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise RecordError(path, f"expected a string, got {_show(value)}")
+    raise RecordError(_path(at, name), f"expected a string, got {_show(value)}")
 
 
-def _flag(value: Any, path: str) -> bool | None:
+def _flag(value: Any, at: str, name: str) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):  # the API sends isCustomizer as 0/1
         return bool(value)
-    raise RecordError(path, f"expected a boolean, got {_show(value)}")
+    raise RecordError(_path(at, name), f"expected a boolean, got {_show(value)}")
 
 
-def _obj(value: Any, path: str) -> Mapping[str, Any]:
+def _obj(value: Any, at: str, name: str) -> Mapping[str, Any]:
+    if type(value) is dict:
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise RecordError(path, f"expected an object, got {_show(value)}")
+        raise RecordError(_path(at, name), f"expected an object, got {_show(value)}")
     return value
 
 
-def _decimal(value: Any, path: str, quantum: Decimal) -> Decimal | None:
+def _decimal(value: Any, at: str, name: str, quantum: Decimal) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise RecordError(path, f"expected a number, got {_show(value)}")
+        raise RecordError(_path(at, name), f"expected a number, got {_show(value)}")
     number = Decimal(value)
     try:
         exact = number.quantize(quantum)
     except InvalidOperation as error:
-        raise RecordError(path, f"number {value} is out of range") from error
+        raise RecordError(_path(at, name), f"number {value} is out of range") from error
     if exact != number:
-        raise RecordError(path, f"number {value} has more decimal places than {quantum}")
-    if abs(exact) >= Decimal(10) ** 14:
-        raise RecordError(path, f"number {value} is out of range")
+        problem = f"number {value} has more decimal places than {quantum}"
+        raise RecordError(_path(at, name), problem)
+    if abs(exact) >= _LIMIT:
+        raise RecordError(_path(at, name), f"number {value} is out of range")
     return exact
 
 
-def _money(value: Any, path: str) -> tuple[Decimal | None, str | None]:
-    money = _obj(value, path)
-    amount = _decimal(money.get("value"), f"{path}.value", _MONEY_QUANTUM)
-    return amount, _text(money.get("currency"), f"{path}.currency")
+def _money(value: Any, at: str, name: str) -> tuple[Decimal | None, str | None]:
+    money = _obj(value, at, name)
+    if not money:
+        return None, None
+    where = _path(at, name)
+    amount = _decimal(money.get("value"), where, "value", _MONEY_QUANTUM)
+    return amount, _text(money.get("currency"), where, "currency")
 
 
-def _localized(value: Any, path: str) -> tuple[str | None, str | None]:
-    names = _obj(value, path)
-    return _text(names.get("en"), f"{path}.en"), _text(names.get("pl"), f"{path}.pl")
+def _localized(value: Any, at: str, name: str) -> tuple[str | None, str | None]:
+    names = _obj(value, at, name)
+    en, pl = names.get("en"), names.get("pl")
+    if (en is None or type(en) is str) and (pl is None or type(pl) is str):
+        return en, pl
+    where = _path(at, name)
+    return _text(en, where, "en"), _text(pl, where, "pl")
 
 
-def _timestamp(value: Any, path: str) -> datetime | None:
+def _timestamp(value: Any, at: str, name: str) -> datetime | None:
     """ISO-8601 (`2026-02-09T01:55:48.000Z`) or the items' `2026-02-09 01:55:49.000000`, as UTC."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise RecordError(path, f"expected a timestamp string, got {_show(value)}")
+        raise RecordError(_path(at, name), f"expected a timestamp string, got {_show(value)}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as error:
-        raise RecordError(path, f"not a timestamp: {_show(value)}") from error
+        raise RecordError(_path(at, name), f"not a timestamp: {_show(value)}") from error
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _json_text(value: Any) -> str | None:
     if value is None:
         return None
+    # Few distinct values (a variant's metadata, a size's measures) repeat on many items:
+    # flat objects of scalars are cached under a key that keeps each value's type, so that
+    # 1, 1.0 and true never share a text.
+    key = _json_key(value)
+    if key is None:
+        return _dumps(value)
+    text = _json_cache.get(key)
+    if text is None:
+        if len(_json_cache) >= _JSON_CACHE_SIZE:
+            _json_cache.clear()
+        text = _json_cache[key] = _dumps(value)
+    return text
+
+
+def _dumps(value: Any) -> str:
     # float() of a wire Decimal round-trips its digits exactly in JSON text (<= 15 digits).
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=float)
+
+
+_SCALARS = frozenset({str, int, Decimal, bool, type(None)})
+_json_cache: dict[tuple[Any, ...], str] = {}
+
+
+def _json_key(value: Any) -> tuple[Any, ...] | None:
+    if type(value) is not dict:
+        return None
+    key = tuple((k, type(v), v) for k, v in value.items())
+    if all(type(k) is str and t in _SCALARS for k, t, _ in key):
+        return key
+    return None
 
 
 def _extra(
@@ -180,7 +227,7 @@ def order_row(raw: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, 
         raise RecordError("order", f"expected an object, got {_show(raw)}")
     if raw.get("id") is None:
         raise RecordError("id", "missing")
-    order_id = _int(raw["id"], "id", nullable=False)
+    order_id = _int(raw["id"], "", "id", nullable=False)
     status = raw.get("orderStatus")
     if status not in _STATUSES:
         raise RecordError("orderStatus", f"unknown status {_show(status)}")
@@ -188,21 +235,21 @@ def order_row(raw: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, 
     if not isinstance(raw_items, list):
         raise RecordError("productItems", f"expected a list, got {_show(raw_items)}")
     items = [_item_row(order_id, item, f"productItems[{n}]") for n, item in enumerate(raw_items)]
-    group = _obj(raw.get("productGroup"), "productGroup")
-    group_en, group_pl = _localized(group.get("name"), "productGroup.name")
-    total_value, total_currency = _money(raw.get("totalPrice"), "totalPrice")
+    group = _obj(raw.get("productGroup"), "", "productGroup")
+    group_en, group_pl = _localized(group.get("name"), "productGroup", "name")
+    total_value, total_currency = _money(raw.get("totalPrice"), "", "totalPrice")
     design_name = raw.get("designName", raw.get("customizerName"))
     extra: dict[str, Any] = {}
     _extra(raw, _ORDER_KEYS, extra, "")
     row = (
         order_id,
-        _int(raw.get("customizerId"), "customizerId"),
+        _int(raw.get("customizerId"), "", "customizerId"),
         status,
-        _flag(raw.get("isSeenByOwner"), "isSeenByOwner"),
-        _timestamp(raw.get("createdAt"), "createdAt"),
-        _text(raw.get("customizerOrderURL"), "customizerOrderURL"),
-        _text(design_name, "designName"),
-        _int(group.get("id"), "productGroup.id"),
+        _flag(raw.get("isSeenByOwner"), "", "isSeenByOwner"),
+        _timestamp(raw.get("createdAt"), "", "createdAt"),
+        _text(raw.get("customizerOrderURL"), "", "customizerOrderURL"),
+        _text(design_name, "", "designName"),
+        _int(group.get("id"), "productGroup", "id"),
         group_en,
         group_pl,
         total_value,
@@ -218,47 +265,48 @@ _ITEM_QUANTITY = schemas.ORDER_ITEMS.get_field_index("quantity")
 
 
 def _item_row(order_id: int, raw: Any, path: str) -> tuple[Any, ...]:
-    item = _obj(raw, path)
+    item = _obj(raw, "", path)
     if item.get("id") is None:
         raise RecordError(f"{path}.id", "missing")
-    size = _obj(item.get("size"), f"{path}.size")
-    material = _obj(item.get("material"), f"{path}.material")
-    print_type = _obj(item.get("printType"), f"{path}.printType")
-    color = _obj(item.get("color"), f"{path}.color")
-    variant = _obj(item.get("variant"), f"{path}.variant")
-    unit_value, unit_currency = _money(item.get("unitPrice"), f"{path}.unitPrice")
-    total_value, total_currency = _money(item.get("totalPrice"), f"{path}.totalPrice")
+    size = _obj(item.get("size"), path, "size")
+    material = _obj(item.get("material"), path, "material")
+    print_type = _obj(item.get("printType"), path, "printType")
+    color = _obj(item.get("color"), path, "color")
+    variant = _obj(item.get("variant"), path, "variant")
+    unit_value, unit_currency = _money(item.get("unitPrice"), path, "unitPrice")
+    total_value, total_currency = _money(item.get("totalPrice"), path, "totalPrice")
     extra: dict[str, Any] = {}
     _extra(item, _ITEM_KEYS, extra, "")
     _extra(variant, _VARIANT_KEYS, extra, "variant.")
     v = f"{path}.variant"
+    size_at = f"{path}.size"
     return (
-        _int(item["id"], f"{path}.id", nullable=False),
+        _int(item["id"], path, "id", nullable=False),
         order_id,
-        _int(_obj(item.get("model3d"), f"{path}.model3d").get("id"), f"{path}.model3d.id"),
-        _int(size.get("id"), f"{path}.size.id"),
-        *_localized(size.get("name"), f"{path}.size.name"),
-        _json_text(_obj(size.get("measureSize"), f"{path}.size.measureSize") or None),
-        _int(material.get("id"), f"{path}.material.id"),
-        *_localized(material.get("name"), f"{path}.material.name"),
-        _int(print_type.get("id"), f"{path}.printType.id"),
-        *_localized(print_type.get("name"), f"{path}.printType.name"),
-        _int(color.get("id"), f"{path}.color.id"),
-        *_localized(color.get("name"), f"{path}.color.name"),
-        _text(color.get("hex"), f"{path}.color.hex"),
-        _int(variant.get("id"), f"{v}.id"),
+        _int(_obj(item.get("model3d"), path, "model3d").get("id"), f"{path}.model3d", "id"),
+        _int(size.get("id"), size_at, "id"),
+        *_localized(size.get("name"), size_at, "name"),
+        _json_text(_obj(size.get("measureSize"), size_at, "measureSize") or None),
+        _int(material.get("id"), path, "material.id"),
+        *_localized(material.get("name"), path, "material.name"),
+        _int(print_type.get("id"), path, "printType.id"),
+        *_localized(print_type.get("name"), path, "printType.name"),
+        _int(color.get("id"), path, "color.id"),
+        *_localized(color.get("name"), path, "color.name"),
+        _text(color.get("hex"), path, "color.hex"),
+        _int(variant.get("id"), v, "id"),
         _json_text(variant.get("metadata")),
-        _int(variant.get("minOrderQuantity"), f"{v}.minOrderQuantity"),
-        _int(variant.get("processingTime"), f"{v}.processingTime"),
-        _int(variant.get("stockQuantity"), f"{v}.stockQuantity"),
-        _decimal(variant.get("volume"), f"{v}.volume", _MEASURE_QUANTUM),
-        _decimal(variant.get("weight"), f"{v}.weight", _MEASURE_QUANTUM),
+        _int(variant.get("minOrderQuantity"), v, "minOrderQuantity"),
+        _int(variant.get("processingTime"), v, "processingTime"),
+        _int(variant.get("stockQuantity"), v, "stockQuantity"),
+        _decimal(variant.get("volume"), v, "volume", _MEASURE_QUANTUM),
+        _decimal(variant.get("weight"), v, "weight", _MEASURE_QUANTUM),
         unit_value,
         unit_currency,
         total_value,
         total_currency,
-        _int(item.get("quantity"), f"{path}.quantity"),
-        _timestamp(item.get("updatedAt"), f"{path}.updatedAt"),
+        _int(item.get("quantity"), path, "quantity"),
+        _timestamp(item.get("updatedAt"), path, "updatedAt"),
         _json_text(extra or None),
     )
 
@@ -268,26 +316,27 @@ def product_row(raw: Mapping[str, Any]) -> tuple[Any, ...]:
         raise RecordError("product", f"expected an object, got {_show(raw)}")
     if raw.get("id") is None:
         raise RecordError("id", "missing")
-    images = _obj(_obj(raw.get("media"), "media").get("img"), "media.img")
-    storefront = _obj(raw.get("storefrontProduct"), "storefrontProduct")
-    embeddable = _obj(raw.get("embeddable"), "embeddable")
+    images = _obj(_obj(raw.get("media"), "", "media").get("img"), "media", "img")
+    storefront = _obj(raw.get("storefrontProduct"), "", "storefrontProduct")
+    embeddable = _obj(raw.get("embeddable"), "", "embeddable")
     extra: dict[str, Any] = {}
     _extra(raw, _PRODUCT_KEYS, extra, "")
+    sp, emb = "storefrontProduct", "embeddable"
     return (
-        _int(raw["id"], "id", nullable=False),
-        _text(raw.get("name"), "name"),
-        _timestamp(raw.get("createdAt"), "createdAt"),
-        _int(raw.get("productId"), "productId"),
-        _text(images.get("big"), "media.img.big"),
-        _text(images.get("medium"), "media.img.medium"),
-        _text(images.get("small"), "media.img.small"),
-        _int(storefront.get("id"), "storefrontProduct.id"),
-        _text(storefront.get("shareAccess"), "storefrontProduct.shareAccess"),
-        _flag(storefront.get("isCustomizer"), "storefrontProduct.isCustomizer"),
-        _int(storefront.get("idUserDesign"), "storefrontProduct.idUserDesign"),
-        _flag(embeddable.get("viewer"), "embeddable.viewer"),
-        _flag(embeddable.get("configurator"), "embeddable.configurator"),
-        _flag(embeddable.get("customizer"), "embeddable.customizer"),
+        _int(raw["id"], "", "id", nullable=False),
+        _text(raw.get("name"), "", "name"),
+        _timestamp(raw.get("createdAt"), "", "createdAt"),
+        _int(raw.get("productId"), "", "productId"),
+        _text(images.get("big"), "media.img", "big"),
+        _text(images.get("medium"), "media.img", "medium"),
+        _text(images.get("small"), "media.img", "small"),
+        _int(storefront.get("id"), sp, "id"),
+        _text(storefront.get("shareAccess"), sp, "shareAccess"),
+        _flag(storefront.get("isCustomizer"), sp, "isCustomizer"),
+        _int(storefront.get("idUserDesign"), sp, "idUserDesign"),
+        _flag(embeddable.get("viewer"), emb, "viewer"),
+        _flag(embeddable.get("configurator"), emb, "configurator"),
+        _flag(embeddable.get("customizer"), emb, "customizer"),
         _json_text(extra or None),
     )
 
