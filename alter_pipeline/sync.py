@@ -14,6 +14,7 @@ report into materialization metadata (and so can any other scheduler).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -306,7 +307,7 @@ def record_changes(
         changes = []  # a first sync of an empty lake does not flood consumers with "created"
     first_sequence = int(writer.meta.get("last_sequence", 0)) + 1
     events = detect.event_rows(changes, detected_at, writer.snapshot_id, first_sequence)
-    events = _drop_known_events(con, parent, events)
+    events = _renumber_repeats(con, parent, events)
     writer.carry_over(ORDER_EVENTS_TABLE)
     if events.num_rows or not (parent and parent.has_table(ORDER_EVENTS_TABLE)):
         partition = f"date={detected_at.date().isoformat()}"
@@ -317,28 +318,32 @@ def record_changes(
         report.events[event_type] = report.events.get(event_type, 0) + 1
 
 
-def _drop_known_events(
+def _renumber_repeats(
     con: duckdb.DuckDBPyConnection, parent: Snapshot | None, events: pa.Table
 ) -> pa.Table:
+    """A change that repeats an earlier one (an order back in a status it had, then moved on
+    again) hashes to an id the lake already has; dropping it would lose the event, and
+    receivers de-duplicate on the id. It gets the next id of its series instead (the hash of
+    `<id>:2`, `<id>:3`, ...): the same history still gives the same ids in any lake."""
     if parent is None or not parent.has_table(ORDER_EVENTS_TABLE) or events.num_rows == 0:
         return events
-    con.register("candidate_events", events.select(["event_id"]))
     events_glob = detect.parquet_glob(parent.table_dir(ORDER_EVENTS_TABLE))
-    known = {
-        row[0]
-        for row in con.execute(
-            f"""SELECT event_id FROM read_parquet('{events_glob}', hive_partitioning = false)
-                WHERE event_id IN (SELECT event_id FROM candidate_events)"""
-        ).fetchall()
-    }
-    if not known:
-        return events
-    kept = [i for i, e in enumerate(events.column("event_id").to_pylist()) if e not in known]
-    kept_events = events.take(pa.array(kept, pa.int64()))
-    # Re-number so sequences stay dense for consumers' cursors.
-    start = events.column("sequence")[0].as_py()
-    sequences = pa.array(range(start, start + kept_events.num_rows), pa.int64())
-    return kept_events.set_column(ORDER_EVENTS.get_field_index("sequence"), "sequence", sequences)
+    base = events.column("event_id").to_pylist()
+    ids, repeats = list(base), dict.fromkeys(range(len(base)), 1)
+    while repeats:
+        con.register("candidate_events", pa.table({"event_id": [ids[i] for i in repeats]}))
+        known = {
+            row[0]
+            for row in con.execute(
+                f"""SELECT event_id FROM read_parquet('{events_glob}', hive_partitioning = false)
+                    WHERE event_id IN (SELECT event_id FROM candidate_events)"""
+            ).fetchall()
+        }
+        repeats = {i: n + 1 for i, n in repeats.items() if ids[i] in known}
+        for i, n in repeats.items():
+            ids[i] = hashlib.sha256(f"{base[i]}:{n}".encode()).hexdigest()[:32]
+    column = ORDER_EVENTS.get_field_index("event_id")
+    return events.set_column(column, "event_id", pa.array(ids, pa.string()))
 
 
 def _write_history(
