@@ -15,6 +15,7 @@ report into materialization metadata (and so can any other scheduler).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -135,20 +136,39 @@ def write_all_products(
 
 
 def newest_orders(client: Any, known_max_id: int) -> tuple[list[dict[str, Any]], int]:
-    """Orders with ids above `known_max_id`, read from the newest end of the list."""
+    """Orders with ids above `known_max_id`, read from the newest end of the list, plus the
+    records on those pages whose id is unusable (the flattener rejects them, with the reason:
+    they must reach rejected_records, not vanish)."""
     found: dict[int, dict[str, Any]] = {}
+    broken: dict[str, dict[str, Any]] = {}
     offset, total = 0, 0
     while True:
         page = client.list_orders_raw(offset=offset, limit=PAGE, order_by="id", direction="DESC")
         total = page.total
         ids = [o.get("id") for o in page.items if isinstance(o.get("id"), int)]
         for order in page.items:
-            if isinstance(order.get("id"), int) and order["id"] > known_max_id:
+            if not isinstance(order.get("id"), int):
+                broken.setdefault(json.dumps(order, sort_keys=True, default=str), order)
+            elif order["id"] > known_max_id:
                 found[order["id"]] = order
         # An insert while paging shifts rows down: re-reading one row is harmless (dedup by id).
         if len(page.items) < PAGE or (ids and min(ids) <= known_max_id):
-            return list(found.values()), total
+            return [*found.values(), *broken.values()], total
         offset += PAGE
+
+
+def rejected_order_ids(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> list[int]:
+    """Orders the previous sync rejected, where their id was readable: re-read them, so a
+    record the API has fixed arrives with the next sync, not only with the next reconcile."""
+    if not parent.has_table("rejected_records"):
+        return []
+    rejected = detect.parquet_glob(parent.table_dir("rejected_records"))
+    rows = con.execute(
+        f"""SELECT DISTINCT TRY_CAST(record_id AS BIGINT) AS order_id
+            FROM read_parquet('{rejected}')
+            WHERE entity = 'order' AND TRY_CAST(record_id AS BIGINT) > 0"""
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def ids_to_reread(
@@ -196,9 +216,9 @@ def write_incremental_orders(
     new_raw, report.orders.api_total = newest_orders(client, known_max)
     slot = int(parent.meta("rotation_slot", 0)) + 1
     writer.meta["rotation_slot"] = slot
-    reread_orders(
-        client, writer, report, con, ids_to_reread(con, parent, policy, slot, now), new_raw
-    )
+    wanted = set(ids_to_reread(con, parent, policy, slot, now))
+    wanted |= set(rejected_order_ids(con, parent)) - {o.get("id") for o in new_raw}
+    reread_orders(client, writer, report, con, sorted(wanted), new_raw)
 
 
 def reread_orders(
