@@ -132,6 +132,89 @@ def write_all_products(
     stats.rows = products.rows
 
 
+def keep_rejected(
+    client: Any, writer: SnapshotWriter, report: SyncReport, con: duckdb.DuckDBPyConnection
+) -> None:
+    """A full listing leaves out the records that broke the contract; an order or product the
+    previous snapshot had is not deleted for that: its last valid rows are carried over (the
+    rejection itself is in rejected_records). Which unlisted orders still exist is known from
+    the rejected records' ids or, when one has no usable id, asked of the batch endpoint."""
+    parent = writer.parent
+    if not report.rejected or parent is None or not parent.has_table("orders"):
+        return
+    writer.close_tables()
+    carried = _carry_rejected(con, writer, "orders", "order_id", schemas.ORDERS, report, client)
+    if carried:
+        old_items = detect.parquet_glob(parent.table_dir("order_items"))
+        report.orders.rows += carried
+        report.orders.child_rows += _stream(
+            con,
+            f"""SELECT * FROM read_parquet('{old_items}')
+                WHERE order_id IN (SELECT order_id FROM kept_orders)""",
+            writer,
+            "order_items",
+            schemas.ORDER_ITEMS,
+        )
+    if parent.has_table("products"):
+        report.products.rows += _carry_rejected(
+            con, writer, "products", "product_id", schemas.PRODUCTS, report, None
+        )
+
+
+def _carry_rejected(
+    con: duckdb.DuckDBPyConnection,
+    writer: SnapshotWriter,
+    table: str,
+    key: str,
+    schema: pa.Schema,
+    report: SyncReport,
+    client: Any,
+) -> int:
+    """Copy the parent's rows of rejected, still existing `table` rows the listing lacked."""
+    assert writer.parent is not None
+    entity = "order" if table == "orders" else "product"
+    ids = {_as_id(r.record_id) for r in report.rejected if r.entity == entity}
+    if not ids:
+        return 0
+    old = detect.parquet_glob(writer.parent.table_dir(table))
+    new = detect.parquet_glob(writer.tmp_dir / table)
+    listed_before = f"SELECT {key} FROM read_parquet('{old}')"
+    listed_now = f"SELECT {key} FROM read_parquet('{new}')"
+    unlisted = [row[0] for row in con.execute(f"{listed_before} EXCEPT {listed_now}").fetchall()]
+    present = set(unlisted) & ids
+    if None in ids and client is not None:
+        present |= orders_still_there(client, [i for i in unlisted if i not in present])
+    name = f"kept_{table}"
+    con.register(name, pa.table({key: pa.array(sorted(present), pa.int64())}))
+    if not present:
+        return 0
+    sql = f"SELECT * FROM read_parquet('{old}') WHERE {key} IN (SELECT {key} FROM {name})"
+    return _stream(con, sql, writer, table, schema)
+
+
+def _as_id(record_id: str | None) -> int | None:
+    return int(record_id) if record_id is not None and record_id.isdigit() else None
+
+
+def orders_still_there(client: Any, candidates: list[int]) -> set[int]:
+    """Which of `candidates` the API still has, by batch reads. An answer holding a record
+    without a usable id cannot say whose it is: that batch is split, down to single ids (a
+    single id's answer, broken or not, proves the order exists)."""
+    present: set[int] = set()
+    pending = [candidates[i : i + PAGE] for i in range(0, len(candidates), PAGE)]
+    while pending:
+        chunk = pending.pop()
+        answer = client.get_orders_raw(chunk)
+        ids = [o.get("id") if isinstance(o, dict) else None for o in answer]
+        if all(isinstance(i, int) for i in ids):
+            present |= set(ids) & set(chunk)
+        elif len(chunk) == 1:
+            present.add(chunk[0])
+        else:
+            pending += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
+    return present
+
+
 # ---- incremental -------------------------------------------------------------------------
 
 
@@ -230,14 +313,16 @@ def reread_orders(
     new_raw: list[dict[str, Any]],
 ) -> None:
     """Batch re-read `wanted`, merge them and `new_raw` over the parent's rows; ids the batch
-    answer lacks are deleted. A re-read that breaks the contract keeps its previous row."""
+    answer lacks are deleted (asked about one by one when an answer holds a record without a
+    usable id). A re-read that breaks the contract keeps its previous row."""
     assert writer.parent is not None
     reread = client.get_orders_raw(wanted) if wanted else []
     answered = [o.get("id") if isinstance(o, dict) else None for o in reread]
-    # A record whose id is broken could be any of the wanted orders: infer no deletion then.
-    deleted = (
-        sorted(set(wanted) - set(answered)) if all(isinstance(i, int) for i in answered) else []
-    )
+    unanswered = sorted(set(wanted) - set(answered))
+    if not all(isinstance(i, int) for i in answered):
+        # A record whose id is broken could be any of the unanswered orders: ask about those.
+        unanswered = sorted(set(unanswered) - orders_still_there(client, unanswered))
+    deleted = unanswered
     flat = flatten_orders([*new_raw, *reread])
     report.rejected.extend(flat.rejected)
     report.orders.rejected = len(flat.rejected)
@@ -418,6 +503,8 @@ def run_sync(
         else:
             write_all_orders(client, writer, report, progress, concurrency)
         write_all_products(client, writer, report, progress, concurrency)
+        if not incremental:
+            keep_rejected(client, writer, report, con)
         writer.table("rejected_records", schemas.REJECTED_RECORDS).write(
             rejections_to_batch(report.rejected, started)
         )
