@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,55 +51,107 @@ def parquet_glob(folder: Path) -> str:
     return (folder / "**" / "*.parquet").as_posix().replace("'", "''")
 
 
-def _state_sql(orders: Path, items: Path) -> str:
-    """One row per order: its JSON state (order columns plus items) and a hash of it."""
+# Orders are compared in two passes so memory stays flat as the store grows: a 64-bit
+# fingerprint per order (its row's hash XOR its items' hashes: constant memory per group) finds
+# the few orders that differ, then only those get their full JSON state, in chunks.
+CHUNK = 2_000
+
+
+def _fingerprint_sql(orders: Path, items: Path) -> str:
     return f"""
-        SELECT o.order_id,
-               to_json({{'order': o, 'items': coalesce(i.items, [])}}) AS state
+        SELECT o.order_id AS id,
+               xor(hash(to_json(o)), coalesce(i.fingerprint, 0::UBIGINT)) AS fingerprint
         FROM read_parquet('{parquet_glob(orders)}') o
         LEFT JOIN (
-            SELECT order_id, list(i ORDER BY order_item_id) AS items
+            SELECT order_id, bit_xor(hash(to_json(i))) AS fingerprint
             FROM read_parquet('{parquet_glob(items)}') i GROUP BY order_id
         ) i USING (order_id)
     """
 
 
-def _product_state_sql(products: Path) -> str:
+def _state_sql(orders: Path, items: Path, ids: str) -> str:
+    """The JSON state (order columns plus items) of the orders whose ids `ids` lists."""
     return f"""
-        SELECT product_id AS order_id, to_json(p) AS state
+        SELECT o.order_id AS id,
+               to_json({{'order': o, 'items': coalesce(i.items, [])}})::VARCHAR AS state
+        FROM read_parquet('{parquet_glob(orders)}') o
+        LEFT JOIN (
+            SELECT order_id, list(i ORDER BY order_item_id) AS items
+            FROM read_parquet('{parquet_glob(items)}') i
+            WHERE order_id IN (SELECT id FROM {ids})
+            GROUP BY order_id
+        ) i USING (order_id)
+        WHERE o.order_id IN (SELECT id FROM {ids})
+    """
+
+
+def _product_fingerprint_sql(products: Path) -> str:
+    return f"""
+        SELECT product_id AS id, hash(to_json(p)) AS fingerprint
         FROM read_parquet('{parquet_glob(products)}') p
     """
 
 
-def _changed(con: duckdb.DuckDBPyConnection, old_sql: str | None, new_sql: str) -> Iterator[tuple]:
-    """(id, old_state, new_state) of every id whose state differs, ordered by id."""
-    old = old_sql or "SELECT NULL::BIGINT AS order_id, NULL::JSON AS state WHERE false"
-    cursor = con.execute(
+def _product_state_sql(products: Path, ids: str) -> str:
+    return f"""
+        SELECT product_id AS id, to_json(p)::VARCHAR AS state
+        FROM read_parquet('{parquet_glob(products)}') p WHERE product_id IN (SELECT id FROM {ids})
+    """
+
+
+_NO_ROWS = "SELECT NULL::BIGINT AS id, NULL::UBIGINT AS fingerprint WHERE false"
+
+
+def _changed_ids(con: duckdb.DuckDBPyConnection, old_sql: str | None, new_sql: str) -> list[int]:
+    rows = con.execute(
         f"""
-        SELECT coalesce(n.order_id, o.order_id) AS id, o.state::VARCHAR, n.state::VARCHAR
-        FROM ({old}) o FULL OUTER JOIN ({new_sql}) n USING (order_id)
-        WHERE o.state IS DISTINCT FROM n.state
+        SELECT coalesce(n.id, o.id) AS id
+        FROM ({old_sql or _NO_ROWS}) o FULL OUTER JOIN ({new_sql}) n USING (id)
+        WHERE o.fingerprint IS DISTINCT FROM n.fingerprint
         ORDER BY id
         """
-    )
-    while rows := cursor.fetchmany(10_000):
-        yield from rows
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _states(con: duckdb.DuckDBPyConnection, sql: str | None) -> dict[int, str]:
+    return dict(con.execute(sql).fetchall()) if sql else {}
+
+
+def _diff(
+    con: duckdb.DuckDBPyConnection,
+    entity: str,
+    ids: list[int],
+    old_states: Callable[[str], str] | None,
+    new_states: Callable[[str], str],
+) -> Iterator[Change]:
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        con.register("diff_ids", pa.table({"id": pa.array(chunk, pa.int64())}))
+        before = _states(con, old_states("diff_ids") if old_states else None)
+        after = _states(con, new_states("diff_ids"))
+        for entity_id in chunk:
+            old, new = _load(before.get(entity_id)), _load(after.get(entity_id))
+            if old != new:  # a fingerprint collision-free check of the real difference
+                yield Change(entity, entity_id, old, new)
 
 
 def changed_orders(
     con: duckdb.DuckDBPyConnection, old: tuple[Path, Path] | None, new: tuple[Path, Path]
 ) -> Iterator[Change]:
-    old_sql = _state_sql(*old) if old else None
-    for order_id, before, after in _changed(con, old_sql, _state_sql(*new)):
-        yield Change("order", order_id, _load(before), _load(after))
+    old_fingerprints = _fingerprint_sql(*old) if old else None
+    ids = _changed_ids(con, old_fingerprints, _fingerprint_sql(*new))
+    old_states = (lambda rel: _state_sql(*old, rel)) if old else None
+    yield from _diff(con, "order", ids, old_states, lambda rel: _state_sql(*new, rel))
 
 
 def changed_products(
     con: duckdb.DuckDBPyConnection, old: Path | None, new: Path
 ) -> Iterator[Change]:
-    old_sql = _product_state_sql(old) if old else None
-    for product_id, before, after in _changed(con, old_sql, _product_state_sql(new)):
-        yield Change("product", product_id, _load(before), _load(after))
+    old_fingerprints = _product_fingerprint_sql(old) if old else None
+    ids = _changed_ids(con, old_fingerprints, _product_fingerprint_sql(new))
+    old_states = (lambda rel: _product_state_sql(old, rel)) if old else None
+    yield from _diff(con, "product", ids, old_states, lambda rel: _product_state_sql(new, rel))
 
 
 def _load(state: str | None) -> dict[str, Any] | None:
