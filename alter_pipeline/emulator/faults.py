@@ -25,7 +25,7 @@ The modes:
     HugePageFault      the listing ignores `limit` and answers `factor` times as many rows
     ChurnFault         orders are created, changed and deleted while a client pages
     RevokedFault       from request `start` on, every call answers 401 (credentials revoked)
-    ScopeRemovedFault  from request `start` on, calls needing `scope` answer 403
+    ScopeRemovedFault  from the `start`-th call needing `scope` on, those answer 403
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ class HugePageFault(Fault):
 class ChurnFault(Fault):
     """Shoppers and the merchant act while a client reads orders: before a share `rate` of
     order reads, `actions` random changes happen (create, delete, status, quantity), at most
-    `limit` times in all. `done` counts the changes made."""
+    `limit` times in all. `done` counts the changes made, `touched` holds the orders changed."""
 
     def __init__(self, rate: float, actions: int = 3, limit: int | None = None) -> None:
         super().__init__(rate)
@@ -304,6 +304,7 @@ class ChurnFault(Fault):
         self.limit = limit
         self.fired = 0
         self.done: dict[str, int] = {}
+        self.touched: set[int] = set()
 
     async def before(self, request: Request, rng: random.Random) -> Response | None:
         if "/customer-orders" not in request.url.path or request.method not in ("GET", "POST"):
@@ -315,15 +316,15 @@ class ChurnFault(Fault):
         for _ in range(self.actions):
             action = rng.choice(("create", "delete", "status", "quantity"))
             with contextlib.suppress(Exception):  # e.g. a 409 on a locked order: skip it
-                _churn(store, action, rng)
+                self.touched.add(_churn(store, action, rng))
                 self.done[action] = self.done.get(action, 0) + 1
         return None
 
 
-def _churn(store: Any, action: str, rng: random.Random) -> None:
+def _churn(store: Any, action: str, rng: random.Random) -> int:
+    """One random change; returns the order it changed."""
     if action == "create":
-        store.create_order()
-        return
+        return store.create_order()["id"]
     order_id = rng.choice(store.order_ids())
     if action == "delete":
         store.delete_order(order_id)
@@ -333,6 +334,7 @@ def _churn(store: Any, action: str, rng: random.Random) -> None:
     else:
         item = rng.choice(store.get_order(order_id)["productItems"])
         store.set_quantity(order_id, item["id"], item["quantity"] % 9 + 1)
+    return order_id
 
 
 class RevokedFault(Fault):
@@ -354,28 +356,28 @@ class RevokedFault(Fault):
 
 
 class ScopeRemovedFault(Fault):
-    """A scope is taken from the credential mid-run: from the `start`-th authenticated request
-    on, calls needing `scope` answer 403 and `/auth/check` no longer lists it."""
+    """A scope is taken from the credential mid-run: from the `start`-th request needing
+    `scope` on (0-based; 0: from the beginning), such calls answer 403 and `/auth/check` no
+    longer lists the scope."""
 
     def __init__(self, scope: str, start: int = 0) -> None:
         super().__init__(1.0)
         self.scope = scope
         self.start = start
         self.seen = 0
+        self.removed = start == 0
 
     async def before(self, request: Request, rng: random.Random) -> Response | None:
-        if request.scope.get(SCOPE_KEY) == "public":
+        if request.scope.get(SCOPE_KEY) != self.scope:
             return None
+        self.removed = self.removed or self.seen >= self.start
         self.seen += 1
-        removed = self.seen > self.start
-        request.scope["alter.scope_removed"] = removed
-        if removed and request.scope.get(SCOPE_KEY) == self.scope:
+        if self.removed:
             return _json({"message": f"missing scope {self.scope}"}, 403)
         return None
 
     async def after(self, request: Request, response: Response, rng: random.Random) -> Response:
-        removed = request.scope.get("alter.scope_removed")
-        if not removed or not request.url.path.endswith("/auth/check"):
+        if not self.removed or not request.url.path.endswith("/auth/check"):
             return response
         if not _is_json_ok(response):
             return response
