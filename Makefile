@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: demo test lint ui install clean
+.PHONY: demo test lint ui install clean bench bench-quick
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,17 @@ ui: $(STAMP)
 
 clean:
 	rm -rf data/* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules
+
+# Benchmarks (docs/performance.md). The bench extra (dlt, matplotlib, psutil) is installed on
+# first use; `bench-quick` runs with whatever is installed (dlt is skipped without it).
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.syncbench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.syncbench --quick

@@ -1,0 +1,3 @@
+from benchmarks.syncbench.cli import main
+
+main()

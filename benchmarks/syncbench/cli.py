@@ -1,0 +1,108 @@
+"""`python -m benchmarks.syncbench [--quick] [--results-dir DIR]`: run, print, save.
+
+Full: stores of 10,000, 100,000 and 400,000 orders, about 15 minutes on 2 cores. Quick
+(`--quick`, `make bench-quick`, the smoke test in `make test`): tiny stores, one repetition,
+under a minute. Results go to DIR/<date>.json and DIR/<date>.png (full: benchmarks/results;
+quick: a temporary folder unless --results-dir is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from benchmarks.syncbench import chart, report, scenarios
+from benchmarks.syncbench.measure import ROOT
+from benchmarks.syncbench.plan import FULL, QUICK, Plan
+
+RESULTS = ROOT / "benchmarks" / "results"
+PACKAGES = ("alter-pipeline", "dlt", "duckdb", "pyarrow", "pandas", "httpx", "dagster")
+
+
+def has_dlt() -> bool:
+    return importlib.util.find_spec("dlt") is not None
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def run(plan: Plan, work: Path) -> dict[str, Any]:
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    session = scenarios.Session(plan, work)
+    for orders in plan.scale_orders:
+        scenarios.scale_store(session, orders)
+    scenarios.main_store(session)
+    scenarios.big_store(session)
+    rows = [m.as_dict() for m in session.measurements]
+    results: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - clock, 1),
+        "plan": asdict(plan),
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), **versions()},
+        "emulator": {"latency_ms": 30, "seed": 7, "products": 24},
+        "measurements": rows,
+        **session.sections,
+    }
+    results["summary"] = {
+        "main": report.medians(rows, plan.main_orders),
+        "big": report.medians(rows, plan.big_orders, tag="big"),
+    }
+    results["targets"] = report.targets(results, plan)
+    return results
+
+
+def _cpus() -> int | None:
+    import os
+
+    return os.cpu_count()
+
+
+def save(results: dict[str, Any], directory: Path) -> tuple[Path, Path | None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = directory / results["started_at"][:10]
+    data = stem.with_suffix(".json")
+    data.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    png = stem.with_suffix(".png")
+    return data, png if chart.draw(results, png) else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny stores, one repetition")
+    parser.add_argument("--results-dir", type=Path, help="where the JSON and PNG go")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if not has_dlt():
+        print("dlt is not installed (pip install -e '.[bench]'): the dlt contender is skipped")
+        plan = replace(plan, contenders=tuple(c for c in plan.contenders if c != "dlt"))
+    directory = args.results_dir or (
+        Path(tempfile.gettempdir()) / "alter-bench-quick" if args.quick else RESULTS
+    )
+    work = Path(tempfile.mkdtemp(prefix="alter-bench-"))
+    try:
+        results = run(plan, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    data, png = save(results, directory)
+    print()
+    print(report.table(results))
+    print(f"\nresults: {data}" + (f"\nchart:   {png}" if png else "\nchart:   (no matplotlib)"))
+    print(f"contenders: {', '.join(plan.contenders)}; {results['duration_s']:.0f} s in all")

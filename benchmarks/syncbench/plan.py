@@ -1,0 +1,58 @@
+"""What one run measures: sizes, repetitions, concurrencies (full and quick)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FAST = ("alter-pipeline", "limit")  # measured `reps` times
+SLOW = ("dlt", "naive")  # sequential peers: `slow_reps` times (minutes each at 100k)
+CONTENDERS = ("alter-pipeline", "dlt", "naive", "limit")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    main_orders: int  # the store the targets are stated for
+    reps: int
+    slow_reps: int
+    scale_orders: tuple[int, ...]  # smaller stores, every contender once (chart)
+    big_orders: int  # memory growth and analytics: alter-pipeline twice, the limit once
+    concurrencies: tuple[int, ...]  # swept on the first scale store (else the main one)
+    concurrency: int = 8
+    big_reps: int = 2
+    contenders: tuple[str, ...] = CONTENDERS
+    cli: bool = True  # one `alter-pipeline sync --full` (Dagster start-up included)
+    touched_fraction: float = 0.01
+    store_hour_s: float = 3600.0
+    analytics_runs: int = 5
+
+
+FULL = Plan(
+    name="full",
+    main_orders=100_000,
+    reps=3,
+    slow_reps=2,
+    scale_orders=(10_000,),
+    big_orders=400_000,
+    concurrencies=(1, 2, 4, 8, 16),
+)
+
+QUICK = Plan(
+    name="quick",
+    main_orders=1_000,
+    reps=1,
+    slow_reps=1,
+    scale_orders=(),
+    big_orders=2_000,
+    concurrencies=(1, 8),
+    big_reps=1,
+    cli=False,
+    analytics_runs=2,
+)
+
+
+def rotation(contenders: tuple[str, ...], rep: int) -> list[str]:
+    """The contenders in a different order each repetition (alternating, so drift in the
+    machine's load spreads over all of them)."""
+    shift = rep % len(contenders)
+    return list(contenders[shift:] + contenders[:shift])

@@ -1,0 +1,261 @@
+"""The parts of a run: contenders on a store, the concurrency sweep, the CLI, the incremental
+sync after an hour of shoppers, memory at a larger store, the analytics queries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.syncbench.emulator import Emulator
+from benchmarks.syncbench.measure import Measurement, run_measured
+from benchmarks.syncbench.plan import FAST, SLOW, Plan, rotation
+
+OURS = "alter-pipeline"
+
+
+@dataclass
+class Session:
+    """One benchmark run: its plan, scratch directory and everything measured so far."""
+
+    plan: Plan
+    work: Path
+    measurements: list[Measurement] = field(default_factory=list)
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def scratch(self, name: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.work))
+
+    def measure(
+        self,
+        emu: Emulator,
+        name: str,
+        rep: int,
+        *,
+        concurrency: int | None = None,
+        out: Path | None = None,
+        tag: str = "",
+    ) -> tuple[Measurement, Path]:
+        """Run contender `name` once against `emu`; returns its figures and output folder."""
+        concurrency = concurrency or self.plan.concurrency
+        out = out or self.scratch(name)
+        command = [
+            sys.executable, "-m", "benchmarks.syncbench.contenders", name, *emu.client_args(),
+            "--out", str(out), "--concurrency", str(concurrency), "--now", emu.now,
+        ]  # fmt: skip
+        run = run_measured(command, emu.root_url)
+        result = dict(run.result)
+        measurement = Measurement(
+            contender=name,
+            orders_in_store=emu.orders,
+            concurrency=concurrency if name in FAST or name.startswith(OURS) else 1,
+            rep=rep,
+            wall_s=result.pop("work_s", run.process_wall_s),
+            process_wall_s=run.process_wall_s,
+            cpu_s=run.cpu_s,
+            peak_rss_mb=run.peak_rss_mb,
+            requests=run.requests,
+            orders=result.pop("orders", None),
+            items=result.pop("items", None),
+            extra=result | ({"tag": tag} if tag else {}),
+        )
+        self.measurements.append(measurement)
+        _progress(measurement)
+        return measurement, out
+
+
+def _progress(m: Measurement) -> None:
+    print(
+        f"  {m.contender:<27} {m.orders_in_store:>7} orders  c={m.concurrency:<2} rep {m.rep}: "
+        f"{m.wall_s:7.2f} s  {m.orders_per_s:8.0f} orders/s  {m.requests:>5} requests  "
+        f"{m.peak_rss_mb:6.0f} MB  cpu {m.cpu_s:6.1f} s",
+        flush=True,
+    )
+
+
+# ---- store sizes and concurrency -----------------------------------------------------------
+
+
+def scale_store(session: Session, orders: int) -> None:
+    """Every contender once on a smaller store, then the concurrency sweep of the two
+    contenders that page concurrently."""
+    print(f"store of {orders} orders: every contender, then concurrency sweep", flush=True)
+    with Emulator(orders) as emu:
+        for name in session.plan.contenders:
+            _, out = session.measure(emu, name, 0, tag="scale")
+            shutil.rmtree(out)
+        if orders == session.plan.scale_orders[0]:
+            sweep(session, emu)
+
+
+def sweep(session: Session, emu: Emulator) -> None:
+    """The concurrently paging contenders at each concurrency but the default (measured
+    already on this store)."""
+    for concurrency in session.plan.concurrencies:
+        if concurrency == session.plan.concurrency:
+            continue
+        for name in FAST:
+            _, out = session.measure(emu, name, 0, concurrency=concurrency, tag="sweep")
+            shutil.rmtree(out)
+
+
+# ---- the main store ------------------------------------------------------------------------
+
+
+def main_store(session: Session) -> None:
+    plan = session.plan
+    print(f"store of {plan.main_orders} orders: {plan.reps} repetitions, alternating", flush=True)
+    with Emulator(plan.main_orders) as emu:
+        lake = _repetitions(session, emu)
+        if not plan.scale_orders:
+            sweep(session, emu)
+        if plan.cli:
+            session.sections["cli"] = cli_full_sync(session, emu)
+        session.sections["incremental"] = incremental(session, emu, lake)
+    shutil.rmtree(lake)
+
+
+def _repetitions(session: Session, emu: Emulator) -> Path:
+    """Every contender, `reps` times (the slow peers `slow_reps` times), in a rotating order.
+    Returns the lake of alter-pipeline's last run (for the incremental sync)."""
+    lake: Path | None = None
+    for rep in range(session.plan.reps):
+        for name in rotation(session.plan.contenders, rep):
+            if name in SLOW and rep >= session.plan.slow_reps:
+                continue
+            _, out = session.measure(emu, name, rep)
+            if name == OURS:
+                if lake is not None:
+                    shutil.rmtree(lake)
+                lake = out
+            else:
+                shutil.rmtree(out)
+    assert lake is not None
+    return lake
+
+
+def cli_full_sync(session: Session, emu: Emulator) -> dict[str, Any]:
+    """`alter-pipeline sync --full` as a user runs it: Dagster loads the definitions, runs
+    sync_job in process and records it."""
+    data, home = session.scratch("cli-data"), session.scratch("cli-dagster")
+    env = os.environ | {
+        "ALTER_API_BASE_URL": emu.base_url,
+        "ALTER_API_KEY": emu.key,
+        "ALTER_API_TOKEN": emu.token,
+        "ALTER_DATA_DIR": str(data),
+        "DAGSTER_HOME": str(home),
+    }
+    command = [str(Path(sys.executable).with_name("alter-pipeline")), "sync", "--full"]
+    run = run_measured(command, emu.root_url, env=env)
+    shutil.rmtree(data)
+    shutil.rmtree(home)
+    print(f"  alter-pipeline sync --full (CLI) {run.process_wall_s:7.2f} s", flush=True)
+    return {
+        "orders_in_store": emu.orders,
+        "wall_s": run.process_wall_s,
+        "cpu_s": run.cpu_s,
+        "peak_rss_mb": run.peak_rss_mb,
+        "requests": run.requests,
+    }
+
+
+# ---- incremental ---------------------------------------------------------------------------
+
+
+def incremental(session: Session, emu: Emulator, lake: Path) -> dict[str, Any]:
+    plan = session.plan
+    store = emu.mutate(plan.touched_fraction, plan.store_hour_s)
+    touched = store["touched"]
+    print(f"  an hour of shoppers: {len(touched)} orders touched ({store['actions']})", flush=True)
+    measurement, _ = session.measure(emu, f"{OURS}-incremental", 0, out=lake)
+    missing = check_changes(lake, touched)
+    return {
+        "orders_in_store": emu.orders,
+        "touched": len(touched),
+        "actions": store["actions"],
+        "requests": measurement.requests,
+        "wall_s": measurement.wall_s,
+        "changes_missing": len(missing),
+        "missing_examples": missing[:5],
+    }
+
+
+def check_changes(lake: Path, touched: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The touched orders whose state in the tables differs from the emulator's."""
+    import duckdb
+
+    orders = (lake / "lake" / "orders" / "*.parquet").as_posix()
+    items = (lake / "lake" / "order_items" / "*.parquet").as_posix()
+    with duckdb.connect() as con:
+        statuses = dict(con.execute(f"SELECT order_id, status FROM '{orders}'").fetchall())
+        lines: dict[int, list[tuple[int, int]]] = {}
+        rows = con.execute(
+            f"SELECT order_id, order_item_id, quantity FROM '{items}' ORDER BY 1, 2"
+        ).fetchall()
+    for order_id, item_id, quantity in rows:
+        lines.setdefault(order_id, []).append((item_id, quantity))
+    return [t for t in touched if _state_in_tables(t, statuses, lines) != _expected(t)]
+
+
+def _expected(touched: dict[str, Any]) -> tuple[Any, ...]:
+    if touched.get("deleted"):
+        return (None, [])
+    return (touched["status"], [tuple(pair) for pair in touched["items"]])
+
+
+def _state_in_tables(
+    touched: dict[str, Any], statuses: dict[int, str], lines: dict[int, list[tuple[int, int]]]
+) -> tuple[Any, ...]:
+    order_id = touched["id"]
+    return (statuses.get(order_id), lines.get(order_id, []))
+
+
+# ---- a larger store: memory growth, analytics ----------------------------------------------
+
+
+def big_store(session: Session) -> None:
+    orders = session.plan.big_orders
+    print(f"store of {orders} orders: memory growth and analytics", flush=True)
+    with Emulator(orders) as emu:
+        lake: Path | None = None
+        for rep in range(session.plan.big_reps):
+            for name in rotation(FAST, rep):
+                if name != OURS and rep > 0:
+                    continue
+                _, out = session.measure(emu, name, rep, tag="big")
+                if name == OURS and lake is None:
+                    lake = out
+                else:
+                    shutil.rmtree(out)
+    assert lake is not None
+    session.sections["analytics"] = time_analytics(lake, session.plan.analytics_runs)
+    shutil.rmtree(lake)
+
+
+def time_analytics(data_dir: Path, runs: int) -> dict[str, Any]:
+    """Median time of each dashboard query over the warehouse views, after one warm-up run."""
+    import duckdb
+
+    from alter_pipeline.assets.analytics import ANALYTICS_SQL
+    from alter_pipeline.warehouse import WAREHOUSE_FILE
+
+    queries: dict[str, float] = {}
+    with duckdb.connect(str(data_dir / WAREHOUSE_FILE), read_only=True) as con:
+        items = con.execute("SELECT count(*) FROM order_items").fetchall()[0][0]
+        for name, (_, _, sql) in ANALYTICS_SQL.items():
+            params = {"abandoned_days": 30} if "$abandoned_days" in sql else {}
+            con.sql(sql, params=params).to_arrow_table()
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                con.sql(sql, params=params).to_arrow_table()
+                times.append((time.perf_counter() - started) * 1000)
+            queries[name] = statistics.median(times)
+            print(f"  analytics {name:<20} {queries[name]:7.1f} ms over {items} items")
+    return {"items": items, "runs": runs, "median_ms": queries}
