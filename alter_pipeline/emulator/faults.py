@@ -15,6 +15,7 @@ The modes:
     ServerErrorFault   500/502/503 (or any `codes`, e.g. 504) with an nginx HTML body
     SlowFault          answers `seconds` late (past a client's read timeout: a timeout)
     RateLimitFault     429 with Retry-After in seconds or as an HTTP date
+    RateLimitStorm     every request answers 429 for a while, Retry-After naming the end
     ResetFault         the connection is reset before the headers or in the middle of the body
                        (after the endpoint ran: the client cannot know whether it took effect)
     TruncatedJsonFault a 200 whose JSON is cut short, with a matching Content-Length
@@ -33,9 +34,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import socket
 import struct
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -162,6 +165,35 @@ class RateLimitFault(Fault):
         moment = datetime.now(UTC) + timedelta(seconds=self.retry_after)
         moment = moment.replace(microsecond=0) + timedelta(seconds=1)
         return format_datetime(moment, usegmt=True)
+
+
+class RateLimitStorm(Fault):
+    """A 429 storm: from the `start`-th request on (0-based), every request for `seconds`
+    answers 429, its Retry-After naming the end of the storm: the whole seconds left (rounded
+    up), or with `http_date` the end as an RFC 9110 date (rounded up to the second)."""
+
+    def __init__(self, start: int = 0, seconds: float = 1.0, *, http_date: bool = False) -> None:
+        super().__init__(1.0)
+        self.start, self.seconds, self.http_date = start, seconds, http_date
+        self.seen = 0
+        self.refused = 0
+        self.until: float | None = None
+
+    async def before(self, request: Request, rng: random.Random) -> Response | None:
+        now = time.time()
+        if self.until is None and self.seen >= self.start:
+            self.until = now + self.seconds
+        self.seen += 1
+        if self.until is None or now >= self.until:
+            return None
+        self.refused += 1
+        response = _json({"message": "rate limit exceeded, retry later"}, 429)
+        if self.http_date:
+            end = datetime.fromtimestamp(math.ceil(self.until), UTC)
+            response.headers["Retry-After"] = format_datetime(end, usegmt=True)
+        else:
+            response.headers["Retry-After"] = str(max(1, math.ceil(self.until - now)))
+        return response
 
 
 class ResetFault(Fault):

@@ -42,7 +42,7 @@ from alter_pipeline.emulator.faults import (
     Fault,
     HtmlOkFault,
     HugePageFault,
-    RateLimitFault,
+    RateLimitStorm,
     ResetFault,
     RevokedFault,
     ScopeRemovedFault,
@@ -52,7 +52,7 @@ from alter_pipeline.emulator.faults import (
 )
 from alter_pipeline.webhooks.receiver import Received, Reply, run_receiver
 
-STORE = {"orders": 100, "products": 6, "seed": 17}
+STORE = {"orders": 60, "products": 4, "seed": 17}
 
 
 class FlakyReceiver:
@@ -98,10 +98,10 @@ CASES = [
                         period=9)],
          receiver=lambda: Reply(503, body=b"<html><body>503</body></html>")),
     Case("429-storm-retry-after-seconds",
-         lambda: [Burst(RateLimitFault(1.0, 1), length=2, start=1)],
+         lambda: [RateLimitStorm(start=1, seconds=0.5)],
          receiver=lambda: Reply(429, {"Retry-After": "1"})),
     Case("429-storm-retry-after-http-date",
-         lambda: [Burst(RateLimitFault(1.0, 1, http_date=True), length=2, start=1)],
+         lambda: [RateLimitStorm(start=1, seconds=0.5, http_date=True)],
          receiver=lambda: Reply(429, {"Retry-After": _http_date(60)})),
     Case("reset-before-headers",
          lambda: [every(ResetFault(1.0, "headers"), length=2, start=2, period=11)]),

@@ -1,0 +1,314 @@
+"""Crashes: the sync, the rules run and the webhook deliverer killed with SIGKILL at a random
+point (a seeded delay after the worker process is ready), and a full disk (ENOSPC injected
+into Parquet output and SQLite writes).
+
+Afterwards the lake and the warehouse open, the tables agree with each other, the next run
+completes, and the end state equals that of a run that never crashed: same tables, same
+events, each status transition applied once, every webhook delivered.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from reliability_helpers import (
+    RULES,
+    SECRET_ENV,
+    WEBHOOK_TIMEOUT_S,
+    Shop,
+    TransitionLog,
+    delivery_problems,
+    fast_client,
+    lake_events,
+    lake_tables,
+    mutate,
+    new_secret,
+)
+
+from alter_pipeline.emulator import RunningEmulator
+from alter_pipeline.lake import Lake
+from alter_pipeline.rules import ledger, parse_rules
+from alter_pipeline.rules.apply import apply_rules
+from alter_pipeline.sync import run_sync
+from alter_pipeline.warehouse import connect, ensure_views
+from alter_pipeline.webhooks import deliver_due, ingest
+from alter_pipeline.webhooks.outbox import Outbox
+from alter_pipeline.webhooks.receiver import Reply, run_receiver
+
+Factory = Callable[..., RunningEmulator]
+WORKER = Path(__file__).with_name("crash_worker.py")
+NOW = datetime(2026, 11, 20, 12, 5, tzinfo=UTC)  # rules' age counts from here in both runs
+
+
+def worker_config(emulator: RunningEmulator, data_dir: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "base_url": emulator.base_url,
+        "key": emulator.key,
+        "token": emulator.token,
+        "data_dir": str(data_dir),
+        "now": emulator.store.now().isoformat(),
+        **extra,
+    }
+
+
+def kill_at_random(job: str, config: dict[str, Any], seed: int, window_s: float) -> str:
+    """Run the worker; SIGKILL it a seeded random delay after it is ready. Returns 'killed',
+    or 'finished' when it was done before the signal."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, str(WORKER), job, json.dumps(config)]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
+        time.sleep(random.Random(seed).uniform(0.0, window_s))
+        proc.send_signal(signal.SIGKILL)
+        _, errors = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, -signal.SIGKILL), errors
+    return "finished" if proc.returncode == 0 else "killed"
+
+
+def lake_problems(data_dir: Path) -> list[str]:
+    """The current snapshot's manifest matches its files; every view answers; items, history
+    and events agree with the orders."""
+    lake = Lake(data_dir)
+    snapshot = lake.current()
+    assert snapshot is not None
+    problems = []
+    for table, info in snapshot.manifest["tables"].items():
+        files = list(snapshot.table_dir(table).rglob("*.parquet"))
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        if rows != info["rows"]:
+            problems.append(f"{table}: manifest says {info['rows']} rows, files hold {rows}")
+    with connect(data_dir) as con:
+        for table in snapshot.manifest["tables"]:
+            con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        checks = {
+            "items without an order": "SELECT count(*) FROM order_items ANTI JOIN orders "
+            "USING (order_id)",
+            "orders without a current history row": "SELECT count(*) FROM (SELECT order_id "
+            "FROM orders EXCEPT SELECT order_id FROM orders_history WHERE is_current)",
+            "current history rows of no order": "SELECT count(*) FROM (SELECT order_id FROM "
+            "orders_history WHERE is_current EXCEPT SELECT order_id FROM orders)",
+        }
+        for what, sql in checks.items():
+            count = con.execute(sql).fetchone()[0]
+            if count:
+                problems.append(f"{count} {what}")
+    sequences = [e["sequence"] for e in lake_events(lake)]
+    if sequences != list(range(1, len(sequences) + 1)):
+        problems.append("event sequences have gaps or repeats")
+    if sequences and snapshot.meta("last_sequence") != sequences[-1]:
+        problems.append("manifest last_sequence disagrees with the events")
+    return problems
+
+
+def event_ids(lake: Lake) -> set[str]:
+    return {e["event_id"] for e in lake_events(lake)}
+
+
+# ---- the sync ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("job", "seed"), [("sync-incremental", 1), ("sync-incremental", 2), ("sync-full", 3)]
+)
+def test_a_sync_killed_at_a_random_point_loses_nothing(
+    job: str, seed: int, emulator_factory: Factory, tmp_path: Path
+) -> None:
+    emulator = emulator_factory(orders=150, products=6, seed=seed, latency_ms=20)
+    crashed, reference = Lake(tmp_path / "crashed"), Lake(tmp_path / "reference")
+    full = job == "sync-full"
+    with fast_client(emulator) as client:
+        for lake in (crashed, reference):
+            run_sync(client, lake, full=True, now=emulator.store.now())
+        ensure_views(crashed.root)
+        mutate(emulator.store, random.Random(seed))
+        run_sync(client, reference, full=full, now=emulator.store.now())
+        kill_at_random(job, worker_config(emulator, crashed.root), seed, window_s=0.5)
+        assert lake_problems(crashed.root) == []
+        run_sync(client, crashed, full=full, now=emulator.store.now())
+    assert lake_problems(crashed.root) == []
+    assert not list(crashed.snapshots_dir.glob(".tmp-*"))
+    assert lake_tables(crashed) == lake_tables(reference)
+    assert event_ids(crashed) == event_ids(reference)
+
+
+# ---- the rules run -------------------------------------------------------------------------------
+
+
+def _synced(emulator: RunningEmulator, data_dir: Path) -> Lake:
+    lake = Lake(data_dir)
+    with fast_client(emulator) as client:
+        run_sync(client, lake, full=True, now=emulator.store.now())
+    return lake
+
+
+def _apply(emulator: RunningEmulator, lake: Lake, run_id: str, claim_ttl: float = 900.0):
+    ruleset = parse_rules(textwrap.dedent(RULES))
+    with (
+        fast_client(emulator) as client,
+        ledger.Ledger.for_data_dir(lake.root, claim_ttl=claim_ttl) as book,
+    ):
+        return apply_rules(client, lake, ruleset, run_id=run_id, now=NOW, book=book)  # fmt: skip
+
+
+def _statuses(emulator: RunningEmulator) -> dict[int, str]:
+    return {o["id"]: o["orderStatus"] for o in emulator.store.orders_list()}
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_rules_run_killed_at_a_random_point_applies_each_transition_once(
+    seed: int, emulator_factory: Factory, tmp_path: Path
+) -> None:
+    log = TransitionLog()
+    emulator = emulator_factory(orders=100, seed=seed, latency_ms=20, faults=[log])
+    twin = emulator_factory(orders=100, seed=seed)
+    lake, reference = _synced(emulator, tmp_path / "crashed"), _synced(twin, tmp_path / "ref")
+    assert _apply(twin, reference, "reference").applied
+    config = worker_config(emulator, lake.root, rules=RULES, run_id="killed", now=NOW.isoformat())
+    kill_at_random("rules", config, seed, window_s=0.6)
+    book = lake.root / ledger.LEDGER_FILE
+    if book.exists():  # else the run was killed before it claimed anything
+        with sqlite3.connect(book) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert lake_problems(lake.root) == []
+    # The killed run's claims are stale once their TTL (15 min) passes; the test does not wait.
+    report = _apply(emulator, lake, "next", claim_ttl=0.0)
+    assert not report.failed
+    assert _statuses(emulator) == _statuses(twin)
+    assert max(Counter(order_id for order_id, _, _ in log.moves).values()) == 1
+    for source, target in ((emulator, lake), (twin, reference)):
+        with fast_client(source) as client:
+            run_sync(client, target, full=True, now=source.store.now())
+    ours, theirs = lake_tables(lake), lake_tables(reference)
+    for table in ("orders", "order_items"):  # product image links name each emulator's port
+        assert ours[table] == theirs[table]
+    assert event_ids(lake) == event_ids(reference)
+
+
+# ---- the webhook deliverer -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    value = new_secret()
+    monkeypatch.setenv(SECRET_ENV, value)
+    return value
+
+
+@pytest.fixture
+def shop(emulator_factory: Factory, tmp_path: Path, secret: str) -> Iterator[Shop]:
+    slow = lambda incoming: Reply(204, delay_s=0.01)  # noqa: E731
+    with run_receiver(secret, behaviour=slow) as receiver:
+        made = Shop(emulator_factory(orders=120, seed=6), tmp_path, receiver)
+        made.sync(full=True, emit_initial=True)
+        yield made
+        made.close()
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_a_deliverer_killed_at_a_random_point_loses_no_event(seed: int, shop: Shop) -> None:
+    subscriptions = str(shop.settings.webhooks_file)
+    config = worker_config(shop.emulator, shop.data_dir, webhooks_file=subscriptions)
+    kill_at_random("webhooks", config, seed, window_s=0.8)
+    with Outbox.open(shop.data_dir) as outbox:
+        assert outbox.cursor() in (0, len(lake_events(shop.lake)))
+    # Rows the killed run had claimed are free again once their lease (timeout + 30 s) ends.
+    lease = timedelta(seconds=WEBHOOK_TIMEOUT_S + 31)
+    deliver_due(shop.settings, now=datetime.now(UTC) + lease)
+    shop.deliver()
+    assert delivery_problems(shop.lake, shop.receiver) == []
+
+
+# ---- a full disk -----------------------------------------------------------------------------
+
+
+def _no_space(after_calls: int) -> Callable[..., Any]:
+    calls = {"n": 0}
+    original = pq.ParquetWriter.write_table
+
+    def write_table(self: pq.ParquetWriter, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > after_calls:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(self, *args, **kwargs)
+
+    return write_table
+
+
+@pytest.mark.parametrize("after_calls", [0, 3])
+def test_a_full_disk_during_a_sync_keeps_the_previous_snapshot(
+    after_calls: int, emulator_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator = emulator_factory(orders=150, seed=9)
+    lake, reference = Lake(tmp_path / "lake"), Lake(tmp_path / "reference")
+    with fast_client(emulator) as client:
+        for target in (lake, reference):
+            run_sync(client, target, full=True, now=emulator.store.now())
+        before = lake.current()
+        mutate(emulator.store, random.Random(9))
+        with monkeypatch.context() as patch:
+            patch.setattr(pq.ParquetWriter, "write_table", _no_space(after_calls))
+            with pytest.raises(OSError, match="No space left"):
+                run_sync(client, lake, now=emulator.store.now())
+        assert lake.current() == before and not list(lake.snapshots_dir.glob(".tmp-*"))
+        for target in (lake, reference):
+            run_sync(client, target, now=emulator.store.now())
+    assert lake_problems(lake.root) == []
+    assert lake_tables(lake) == lake_tables(reference)
+    assert event_ids(lake) == event_ids(reference)
+
+
+def test_a_full_disk_while_recording_a_rules_run_never_applies_a_transition_twice(
+    emulator_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = TransitionLog()
+    emulator = emulator_factory(orders=150, seed=10, faults=[log])
+    lake = _synced(emulator, tmp_path / "lake")
+    with monkeypatch.context() as patch:
+        patch.setattr(pq.ParquetWriter, "write_table", _no_space(0))
+        with pytest.raises(OSError, match="No space left"):
+            _apply(emulator, lake, "disk-full")
+    applied = len(log.moves)
+    assert applied
+    report = _apply(emulator, lake, "next")
+    assert not report.failed and not report.applied
+    assert all(r.detail.startswith("already applied") for r in report.rows)
+    assert len(log.moves) == applied
+
+
+def test_a_full_disk_in_the_outbox_resends_with_the_same_webhook_id(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = sqlite3.OperationalError("database or disk is full")
+    with monkeypatch.context() as patch:
+        patch.setattr(Outbox, "record_delivered", lambda *a, **k: (_ for _ in ()).throw(full))
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            ingest(shop.settings)
+            deliver_due(shop.settings)
+    sent_before = {r.webhook_id for r in shop.receiver.accepted()}
+    assert sent_before
+    deliver_due(shop.settings, now=datetime.now(UTC) + timedelta(seconds=WEBHOOK_TIMEOUT_S + 31))
+    shop.deliver()
+    assert delivery_problems(shop.lake, shop.receiver) == []
