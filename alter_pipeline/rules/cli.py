@@ -271,7 +271,7 @@ def apply(
     now: str | None = typer.Option(None, help="ISO time `age` and `idle` count from."),
 ) -> None:
     """Run apply_rules_job (recorded in Dagster) and print what it changed."""
-    conf = _settings()
+    conf = _guarded(_settings)  # a malformed variable is one line and exit 2, not a traceback
     path = rules or conf.rules_file
     _load_or_exit(path)  # bad input stops here, before a run is launched
 
