@@ -471,6 +471,18 @@ def _write_history(
 
 # ---- entry point -----------------------------------------------------------------------------
 
+# DuckDB's working memory while merging and diffing; beyond it, it spills under the data dir.
+DUCKDB_MEMORY_LIMIT = "512MB"
+
+
+def _scratch_db(lake: Lake) -> duckdb.DuckDBPyConnection:
+    spill = lake.root / ".duckdb-spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    con.execute("SET temp_directory = ?", [str(spill)])
+    return con
+
 
 def run_sync(
     client: Any,
@@ -488,7 +500,7 @@ def run_sync(
     progress = progress or _no_progress
     policy = policy or IncrementalPolicy()
     started, clock = now or datetime.now(UTC), time.perf_counter()
-    with lake.write() as writer, duckdb.connect(":memory:") as con:
+    with lake.write() as writer, _scratch_db(lake) as con:
         incremental = not full and writer.parent is not None and writer.parent.has_table("orders")
         report = SyncReport(
             snapshot_id=writer.snapshot_id,
@@ -527,7 +539,7 @@ def refresh_orders(
     """Re-read these orders now and record their changes and events (e.g. right after the rules
     job changed their status, so webhooks need not wait for the next sync)."""
     started, clock = now or datetime.now(UTC), time.perf_counter()
-    with lake.write() as writer, duckdb.connect(":memory:") as con:
+    with lake.write() as writer, _scratch_db(lake) as con:
         if writer.parent is None or not writer.parent.has_table("orders"):
             raise RuntimeError("the lake has no snapshot yet: run a sync first")
         report = SyncReport(
