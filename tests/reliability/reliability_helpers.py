@@ -289,6 +289,35 @@ def delivery_problems(lake: Lake, receiver: Receiver) -> list[str]:
     return problems
 
 
+# ---- secrets ---------------------------------------------------------------------------------
+
+
+def needles(*values: str) -> dict[str, bytes]:
+    """What must never show: each secret, and a webhook secret's base64 body on its own."""
+    found = {}
+    for value in values:
+        found[value] = value.encode()
+        if value.startswith("whsec_"):
+            found[value + " (body)"] = value.removeprefix("whsec_").encode()
+    return found
+
+
+def leaks_in_files(roots: Iterable[Path], secret: dict[str, bytes]) -> list[str]:
+    hits = []
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            data = path.read_bytes()
+            if path.suffix == ".parquet":  # compressed: search the decoded values too
+                data += str(pq.read_table(path).to_pylist()).encode()
+            hits += [f"{path}: {name}" for name, needle in secret.items() if needle in data]
+    return hits
+
+
+def leaks_in_text(texts: Iterable[str], secret: dict[str, bytes]) -> list[str]:
+    joined = "\n".join(texts).encode()
+    return [name for name, needle in secret.items() if needle in joined]
+
+
 # ---- the shop and its flow -------------------------------------------------------------------
 
 

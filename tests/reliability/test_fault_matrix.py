@@ -10,6 +10,7 @@ with a message naming the problem; the next run completes.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from secrets import token_hex
 
 import pyarrow.parquet as pq
 import pytest
@@ -29,6 +31,9 @@ from reliability_helpers import (
     delivery_problems,
     event_problems,
     lake_tables,
+    leaks_in_files,
+    leaks_in_text,
+    needles,
     new_secret,
     store_tables,
     table_differences,
@@ -145,7 +150,9 @@ def shop_for(
         behaviour = FlakyReceiver(case.receiver, 3) if case.receiver else None
         context = run_receiver(secret, behaviour=behaviour)
         receivers.append(context)
-        shop = Shop(emulator_factory(**STORE), tmp_path, context.__enter__())
+        credentials = {"key": f"key-{token_hex(8)}", "token": f"token-{token_hex(8)}"}
+        emulator = emulator_factory(**STORE, **credentials)
+        shop = Shop(emulator, tmp_path, context.__enter__())
         shops.append(shop)
         return shop
 
@@ -165,7 +172,14 @@ def _victims(shop: Shop) -> list[int]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_fault_loses_nothing(case: Case, shop_for: Callable[[Case], Shop]) -> None:
+def test_fault_loses_nothing(
+    case: Case,
+    shop_for: Callable[[Case], Shop],
+    secret: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
     shop = shop_for(case)
     log = TransitionLog()
     faults: list[Fault] = [log, *case.faults()]
@@ -191,6 +205,17 @@ def test_fault_loses_nothing(case: Case, shop_for: Callable[[Case], Shop]) -> No
     assert undone <= churned(faults), "the rules left work undone"
     if victims:
         _assert_rejected(shop, victims)
+    _assert_no_secret_leaked(shop, secret, tmp_path, caplog, failures)
+
+
+def _assert_no_secret_leaked(
+    shop: Shop, secret: str, root: Path, caplog: pytest.LogCaptureFixture, failures: list[str]
+) -> None:
+    hidden = needles(shop.emulator.key, shop.emulator.token, secret)
+    assert leaks_in_files([root], hidden) == []
+    texts = [r.getMessage() for r in caplog.records] + failures
+    texts += [r.body.decode() + repr(r.headers) for r in shop.receiver.received]
+    assert leaks_in_text(texts, hidden) == []
 
 
 def churned(faults: list[Fault]) -> set[int]:
