@@ -92,7 +92,7 @@ class Case:
 
 
 CASES = [
-    Case("latency-spikes", lambda: [SlowFault(0.2, 0.05)],
+    Case("latency-spikes", lambda: [SlowFault(0.1, 0.05)],
          receiver=lambda: Reply(204, delay_s=0.1)),
     Case("slower-than-read-timeout",
          lambda: [every(SlowFault(1.0, 2 * READ_TIMEOUT_S), length=1, start=3, period=25,
@@ -179,7 +179,7 @@ def test_fault_loses_nothing(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO)
     shop = shop_for(case)
     log = TransitionLog()
     faults: list[Fault] = [log, *case.faults()]

@@ -202,7 +202,7 @@ def _utc(value: str | datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(raw=orders, design_key=design_keys, design=st.none() | texts, extra=extras,
        item_ids=st.lists(ids, min_size=4, max_size=4, unique=True))  # fmt: skip
 def test_any_valid_order_round_trips_to_rows_and_back_with_exact_money(
