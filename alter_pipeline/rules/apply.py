@@ -33,6 +33,7 @@ from alter_pipeline.rules.transitions import TransitionTable
 log = logging.getLogger(__name__)
 
 READ_SCOPE, WRITE_SCOPE = "orders:read", "orders:write"
+GONE = ("order no longer exists", "order not found")  # details of orders found deleted
 BATCH_SIZE = 50  # ids per POST /customer-orders/batch
 DEFAULT_CONCURRENCY = 4  # PATCHes in flight
 
@@ -424,8 +425,11 @@ def apply_rules(
     report.audit_snapshot = audit.write_audit(lake, report.rows, run_id=run_id)
     _refresh_views(lake, logger)
     if refresh:
+        # Orders found gone are refreshed too: the lake records their deletion, so the next
+        # run does not plan (and fail on) them again until the next reconcile.
+        gone = [r.order_id for r in report.failed if r.detail.startswith(GONE)]
         changed = [r.order_id for r in report.applied]
-        report.refresh = refresh_changed(client, lake, changed, logger)
+        report.refresh = refresh_changed(client, lake, changed + gone, logger)
     report.duration_s = time.perf_counter() - started
     return report
 
