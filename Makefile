@@ -44,3 +44,9 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.syncbench --quick
+
+# Ten minutes of dagster dev (schedules, sensors) against the live emulator under faults, then
+# checks and figures (not part of `make test`): tests/reliability/soak.py, docs/reliability.md.
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python tests/reliability/soak.py
