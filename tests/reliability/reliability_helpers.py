@@ -305,9 +305,13 @@ def needles(*values: str) -> dict[str, bytes]:
 
 
 def leaks_in_files(roots: Iterable[Path], secret: dict[str, bytes]) -> list[str]:
-    hits = []
+    hits, seen = [], set()
     for root in roots:
         for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            inode = path.stat().st_ino  # snapshots hard-link the tables they carry over
+            if inode in seen:
+                continue
+            seen.add(inode)
             data = path.read_bytes()
             if path.suffix == ".parquet":  # compressed: search the decoded values too
                 data += str(pq.read_table(path).to_pylist()).encode()

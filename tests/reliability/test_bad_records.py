@@ -52,7 +52,7 @@ def syncs(emulator_factory: Factory, tmp_path: Path) -> Iterator[Syncs]:
     made.client.close()
 
 
-@pytest.mark.parametrize("kind", ["string_id", "missing_id", "price_not_number"])
+@pytest.mark.parametrize("kind", ["missing_id", "price_not_number"])
 def test_an_order_that_turns_bad_keeps_its_last_valid_row_and_is_not_deleted(
     syncs: Syncs, kind: str
 ) -> None:
