@@ -22,10 +22,11 @@ def draw(results: dict[str, Any], path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib import ticker
     except ImportError:
         return False
     figure, (by_size, by_concurrency) = plt.subplots(1, 2, figsize=(11, 4.2))
-    _by_size(by_size, results)
+    _by_size(by_size, results, ticker)
     _by_concurrency(by_concurrency, results)
     figure.suptitle(
         f"Full sync throughput, emulator at 30 ms latency ({results['started_at'][:10]})"
@@ -36,13 +37,19 @@ def draw(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def _by_size(axes: Any, results: dict[str, Any]) -> None:
+def _by_size(axes: Any, results: dict[str, Any], ticker: Any) -> None:
     for name in CONTENDERS:
         points = sorted(_per_size(results["measurements"], name).items())
         if points:
             color, marker = STYLE[name]
             axes.plot(*zip(*points, strict=True), marker=marker, color=color, label=name)
     axes.set(xscale="log", yscale="log", xlabel="orders in the store", ylabel="orders / s")
+    sizes = sorted({r["orders_in_store"] for r in results["measurements"]})
+    axes.set_xticks(sizes, labels=[f"{s:,}" for s in sizes])
+    axes.xaxis.set_minor_locator(ticker.NullLocator())
+    axes.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    axes.yaxis.set_minor_formatter(ticker.NullFormatter())
     axes.set_title("against store size (c=8 where concurrent)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
