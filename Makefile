@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home$(if $(filter postgres,$(ALTER_DAGSTER_STORAGE)),/postgres)
 
 .PHONY: demo test lint ui install clean bench bench-quick
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from alter_pipeline.contract import DEFAULT_BASE_URL
+from alter_pipeline.instance import resolve_dagster_home
 
 
 class ConfigError(ValueError):
@@ -65,7 +66,7 @@ class Settings:
             api_key=env.get("ALTER_API_KEY", ""),
             api_token=env.get("ALTER_API_TOKEN", ""),
             data_dir=Path(env.get("ALTER_DATA_DIR") or "data").absolute(),
-            dagster_home=Path(env.get("DAGSTER_HOME") or "dagster_home").absolute(),
+            dagster_home=resolve_dagster_home(env),
             rules_file=Path(env.get("ALTER_RULES_FILE") or "rules.yaml"),
             webhooks_file=Path(env.get("ALTER_WEBHOOKS_FILE") or "webhooks.yaml"),
         )
