@@ -36,6 +36,7 @@ from alter_pipeline.lake.flatten import (
     flatten_products,
     rejections_to_batch,
 )
+from alter_pipeline.lake.snapshot import conform
 
 ProgressCallback = Callable[[str, int, int, int], None]
 """progress(entity, pages_done, pages_total, rows_so_far)"""
@@ -343,6 +344,9 @@ def _merge_into(
     deleted: Iterable[int],
 ) -> tuple[int, int]:
     """Previous rows of untouched orders plus the fresh rows, streamed into the new snapshot."""
+    constants = writer.constants()
+    fresh_orders = conform(fresh_orders, schemas.ORDERS, constants)
+    fresh_items = conform(fresh_items, schemas.ORDER_ITEMS, constants)
     con.register("fresh_orders", pa.Table.from_batches([fresh_orders]))
     con.register("fresh_items", pa.Table.from_batches([fresh_items]))
     con.register("gone", pa.table({"order_id": pa.array(sorted(deleted), pa.int64())}))
@@ -378,7 +382,7 @@ def _stream(
     """Write the result of `sql` into `table` batch by batch, cast to its explicit schema."""
     out = writer.table(table, schema)
     for batch in con.sql(sql, params=params or {}).to_arrow_reader(64 * 1024):
-        out.write(batch.select(schema.names).cast(schema))
+        out.write(batch)  # the writer orders and casts the columns to the table's schema
     return out.rows
 
 
@@ -413,7 +417,9 @@ def record_changes(
     if not has_previous and not emit_initial:
         changes = []  # a first sync of an empty lake does not flood consumers with "created"
     first_sequence = int(writer.meta.get("last_sequence", 0)) + 1
-    events = detect.event_rows(changes, detected_at, writer.snapshot_id, first_sequence)
+    events = detect.event_rows(
+        changes, detected_at, writer.snapshot_id, first_sequence, writer.meta.get("storefront_id")
+    )
     events = _renumber_repeats(con, parent, events)
     writer.carry_over(ORDER_EVENTS_TABLE)
     if events.num_rows or not (parent and parent.has_table(ORDER_EVENTS_TABLE)):
@@ -471,6 +477,29 @@ def _write_history(
     _stream(con, sql, writer, "orders_history", detect.ORDERS_HISTORY, {"detected_at": detected_at})
 
 
+# ---- storefront --------------------------------------------------------------------------
+
+
+class StorefrontMismatchError(RuntimeError):
+    """The credentials belong to another storefront than the lake's rows."""
+
+
+def claim_storefront(client: Any, writer: SnapshotWriter) -> int:
+    """Stamp the snapshot with the credentials' storefront (`GET /auth/check`), refusing to
+    mix two storefronts' rows in one lake (a key swapped in the environment, say): the diff
+    would report every order deleted and every other one created."""
+    storefront_id = client.auth_check().storefront_id
+    known = writer.parent.meta("storefront_id") if writer.parent else None
+    if known is not None and known != storefront_id:
+        raise StorefrontMismatchError(
+            f"the API credentials belong to storefront {storefront_id}, but the lake at "
+            f"{writer.lake.root} holds storefront {known}: point ALTER_DATA_DIR (or this "
+            "storefront's entry in storefronts.yaml) at its own lake"
+        )
+    writer.meta["storefront_id"] = storefront_id
+    return storefront_id
+
+
 # ---- entry point -----------------------------------------------------------------------------
 
 # DuckDB's working memory while merging and diffing; beyond it, it spills under the data dir.
@@ -518,6 +547,7 @@ def run_sync(
     policy = policy or IncrementalPolicy()
     started, clock = now or datetime.now(UTC), time.perf_counter()
     with lake.write() as writer, _scratch_db(lake) as con:
+        claim_storefront(client, writer)
         incremental = not full and writer.parent is not None and writer.parent.has_table("orders")
         report = SyncReport(
             snapshot_id=writer.snapshot_id,

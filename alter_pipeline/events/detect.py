@@ -20,22 +20,24 @@ import duckdb
 import pyarrow as pa
 
 from alter_pipeline.events import schema as ev
-from alter_pipeline.lake.schemas import UTC_TIMESTAMP
+from alter_pipeline.lake.schemas import UTC_TIMESTAMP, with_storefront
 
-ORDERS_HISTORY = pa.schema(
-    [
-        pa.field("order_id", pa.int64(), nullable=False),
-        pa.field("status", pa.string()),
-        pa.field("total_value", pa.decimal128(18, 4)),
-        pa.field("total_currency", pa.string()),
-        pa.field("item_count", pa.int32()),
-        pa.field("total_quantity", pa.int64()),
-        pa.field("design_name", pa.string()),
-        pa.field("row_hash", pa.string(), nullable=False),
-        pa.field("valid_from", UTC_TIMESTAMP, nullable=False),
-        pa.field("valid_to", UTC_TIMESTAMP),
-        pa.field("is_current", pa.bool_(), nullable=False),
-    ]
+ORDERS_HISTORY = with_storefront(
+    pa.schema(
+        [
+            pa.field("order_id", pa.int64(), nullable=False),
+            pa.field("status", pa.string()),
+            pa.field("total_value", pa.decimal128(18, 4)),
+            pa.field("total_currency", pa.string()),
+            pa.field("item_count", pa.int32()),
+            pa.field("total_quantity", pa.int64()),
+            pa.field("design_name", pa.string()),
+            pa.field("row_hash", pa.string(), nullable=False),
+            pa.field("valid_from", UTC_TIMESTAMP, nullable=False),
+            pa.field("valid_to", UTC_TIMESTAMP),
+            pa.field("is_current", pa.bool_(), nullable=False),
+        ]
+    )
 )
 
 
@@ -211,9 +213,13 @@ def product_events(change: Change) -> list[tuple[str, dict[str, Any]]]:
     return [(ev.PRODUCT_UPDATED, {"fields": fields})]
 
 
-def event_id(event_type: str, change: Change) -> str:
+def event_id(event_type: str, change: Change, storefront_id: int | None = None) -> str:
+    """Receivers de-duplicate on it, so two storefronts' identical changes (order 7 of each
+    created) must differ: the storefront is part of the hash."""
     digest = hashlib.sha256()
+    storefront = () if storefront_id is None else (f"storefront:{storefront_id}",)
     for part in (
+        *storefront,
         event_type,
         change.entity,
         str(change.entity_id),
@@ -232,7 +238,11 @@ def _hash(state: dict[str, Any] | None) -> str:
 
 
 def event_rows(
-    changes: list[Change], detected_at: datetime, snapshot_id: str, first_sequence: int
+    changes: list[Change],
+    detected_at: datetime,
+    snapshot_id: str,
+    first_sequence: int,
+    storefront_id: int | None = None,
 ) -> pa.Table:
     rows: list[tuple[Any, ...]] = []
     for change in changes:
@@ -241,7 +251,8 @@ def event_rows(
             payload = {"before": change.before, "after": change.after, **fields}
             rows.append(
                 (
-                    event_id(event_type, change),
+                    storefront_id,
+                    event_id(event_type, change, storefront_id),
                     event_type,
                     change.entity_id if change.entity == "order" else None,
                     change.entity_id if change.entity == "product" else None,
@@ -269,8 +280,8 @@ def history_sql(
     `changed_ids` names a relation with one column `order_id`; `detected_at` a bound parameter.
     """
     fresh = f"""
-        SELECT order_id, status, total_value, total_currency, item_count, total_quantity,
-               design_name, md5(to_json(o)::VARCHAR) AS row_hash,
+        SELECT storefront_id, order_id, status, total_value, total_currency, item_count,
+               total_quantity, design_name, md5(to_json(o)::VARCHAR) AS row_hash,
                {detected_at}::TIMESTAMPTZ AS valid_from, NULL::TIMESTAMPTZ AS valid_to,
                true AS is_current
         FROM read_parquet('{parquet_glob(new_orders)}') o

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from alter_pipeline.lake.schemas import UTC_TIMESTAMP
+from alter_pipeline.lake.schemas import UTC_TIMESTAMP, with_storefront
 
 ORDER_CREATED = "order.created"
 ORDER_STATUS_CHANGED = "order.status_changed"
@@ -33,19 +33,21 @@ EVENT_TYPES: tuple[str, ...] = (
 
 ORDER_EVENTS_TABLE = "order_events"
 
-ORDER_EVENTS = pa.schema(
-    [
-        # Stable: a hash of the change itself (type, entity, before and after), so a replay
-        # or a re-run of the same sync produces the same id and never a duplicate.
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("order_id", pa.int64()),
-        pa.field("product_id", pa.int64()),
-        pa.field("detected_at", UTC_TIMESTAMP, nullable=False),
-        # Increases with every event written; consumers keep it as their cursor.
-        pa.field("sequence", pa.int64(), nullable=False),
-        pa.field("snapshot_id", pa.string(), nullable=False),
-        # JSON: {"before": {...} | null, "after": {...} | null, ...type-specific fields}
-        pa.field("payload", pa.string(), nullable=False),
-    ]
+ORDER_EVENTS = with_storefront(
+    pa.schema(
+        [
+            # Stable: a hash of the change itself (type, entity, before and after), so a replay
+            # or a re-run of the same sync produces the same id and never a duplicate.
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("event_type", pa.string(), nullable=False),
+            pa.field("order_id", pa.int64()),
+            pa.field("product_id", pa.int64()),
+            pa.field("detected_at", UTC_TIMESTAMP, nullable=False),
+            # Increases with every event written; consumers keep it as their cursor.
+            pa.field("sequence", pa.int64(), nullable=False),
+            pa.field("snapshot_id", pa.string(), nullable=False),
+            # JSON: {"before": {...} | null, "after": {...} | null, ...type-specific fields}
+            pa.field("payload", pa.string(), nullable=False),
+        ]
+    )
 )

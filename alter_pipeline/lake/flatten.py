@@ -261,7 +261,7 @@ def order_row(raw: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, 
     return row, items
 
 
-_ITEM_QUANTITY = schemas.ORDER_ITEMS.get_field_index("quantity")
+_ITEM_QUANTITY = schemas.API_ORDER_ITEMS.get_field_index("quantity")
 
 
 def _item_row(order_id: int, raw: Any, path: str) -> tuple[Any, ...]:
@@ -369,8 +369,8 @@ def flatten_orders(raws: Iterable[Any]) -> FlatOrders:
         order_rows.append(row)
         item_rows.extend(items)
     return FlatOrders(
-        orders=rows_to_batch(order_rows, schemas.ORDERS),
-        items=rows_to_batch(item_rows, schemas.ORDER_ITEMS),
+        orders=rows_to_batch(order_rows, schemas.API_ORDERS),
+        items=rows_to_batch(item_rows, schemas.API_ORDER_ITEMS),
         rejected=rejected,
     )
 
@@ -383,7 +383,7 @@ def flatten_products(raws: Iterable[Any]) -> FlatProducts:
             rows.append(product_row(raw))
         except RecordError as error:
             rejected.append(_rejection("product", raw, error))
-    return FlatProducts(products=rows_to_batch(rows, schemas.PRODUCTS), rejected=rejected)
+    return FlatProducts(products=rows_to_batch(rows, schemas.API_PRODUCTS), rejected=rejected)
 
 
 def _rejection(entity: str, raw: Any, error: RecordError) -> Rejection:
@@ -398,4 +398,4 @@ def _rejection(entity: str, raw: Any, error: RecordError) -> Rejection:
 
 def rejections_to_batch(rejected: list[Rejection], detected_at: datetime) -> pa.RecordBatch:
     rows = [(r.entity, r.record_id, r.reason, r.raw_json, detected_at) for r in rejected]
-    return rows_to_batch(rows, schemas.REJECTED_RECORDS)
+    return rows_to_batch(rows, schemas.API_REJECTED_RECORDS)

@@ -12,7 +12,17 @@ MONEY = pa.decimal128(18, 4)
 MEASURE = pa.decimal128(18, 6)
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
-ORDERS = pa.schema(
+# Every lake row names its storefront (`storefrontId` of GET /auth/check), so one query can
+# span the lakes of several storefronts. API pages do not carry it: the flattener emits the
+# `API_*` schemas and the snapshot writer adds the column (see lake.snapshot.TableWriter).
+STOREFRONT_ID = pa.field("storefront_id", pa.int64())
+
+
+def with_storefront(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([STOREFRONT_ID, *schema])
+
+
+API_ORDERS = pa.schema(
     [
         pa.field("order_id", pa.int64(), nullable=False),
         pa.field("customizer_id", pa.int64()),
@@ -32,7 +42,7 @@ ORDERS = pa.schema(
     ]
 )
 
-ORDER_ITEMS = pa.schema(
+API_ORDER_ITEMS = pa.schema(
     [
         pa.field("order_item_id", pa.int64(), nullable=False),
         pa.field("order_id", pa.int64(), nullable=False),
@@ -68,7 +78,7 @@ ORDER_ITEMS = pa.schema(
     ]
 )
 
-PRODUCTS = pa.schema(
+API_PRODUCTS = pa.schema(
     [
         pa.field("product_id", pa.int64(), nullable=False),
         pa.field("name", pa.string()),
@@ -89,7 +99,7 @@ PRODUCTS = pa.schema(
 )
 
 # A record that broke the contract: kept with its reason, never written to the main tables.
-REJECTED_RECORDS = pa.schema(
+API_REJECTED_RECORDS = pa.schema(
     [
         pa.field("entity", pa.string(), nullable=False),
         pa.field("record_id", pa.string()),
@@ -98,6 +108,11 @@ REJECTED_RECORDS = pa.schema(
         pa.field("detected_at", UTC_TIMESTAMP, nullable=False),
     ]
 )
+
+ORDERS = with_storefront(API_ORDERS)
+ORDER_ITEMS = with_storefront(API_ORDER_ITEMS)
+PRODUCTS = with_storefront(API_PRODUCTS)
+REJECTED_RECORDS = with_storefront(API_REJECTED_RECORDS)
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "orders": ORDERS,

@@ -70,12 +70,18 @@ class Snapshot:
 
 
 class TableWriter:
-    """Streams record batches of one table into a Parquet file of the snapshot being written."""
+    """Streams record batches of one table into a Parquet file of the snapshot being written.
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    Columns of the schema that a batch lacks are filled from `constants` (the storefront id:
+    flattened API pages do not carry it, every lake row does)."""
+
+    def __init__(
+        self, path: Path, schema: pa.Schema, constants: dict[str, Any] | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.schema = schema
+        self.constants = constants or {}
         self.rows = 0
         self._writer = pq.ParquetWriter(path, schema, compression="zstd")
         self._pending: list[pa.RecordBatch] = []
@@ -85,6 +91,8 @@ class TableWriter:
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows == 0:
             return
+        if batch.schema != self.schema:
+            batch = conform(batch, self.schema, self.constants)
         batches = batch.to_batches() if isinstance(batch, pa.Table) else [batch]
         self._pending.extend(batches)
         self._pending_rows += batch.num_rows
@@ -107,6 +115,27 @@ class TableWriter:
             os.fsync(handle.fileno())
 
 
+def conform(
+    batch: pa.RecordBatch | pa.Table, schema: pa.Schema, constants: dict[str, Any]
+) -> pa.RecordBatch | pa.Table:
+    """`batch` in `schema`'s column order and types; a column it lacks is a constant's value
+    (null when there is none)."""
+    columns = []
+    for field_ in schema:
+        if field_.name in batch.schema.names:
+            columns.append(batch.column(field_.name).cast(field_.type))
+        else:
+            value = constants.get(field_.name)
+            columns.append(
+                pa.nulls(batch.num_rows, field_.type)
+                if value is None
+                else pa.array([value] * batch.num_rows, field_.type)
+            )
+    if isinstance(batch, pa.Table):
+        return pa.Table.from_arrays(columns, schema=schema)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
 @dataclass
 class SnapshotWriter:
     lake: Lake
@@ -122,12 +151,22 @@ class SnapshotWriter:
         folder = self.tmp_dir / name / partition if partition else self.tmp_dir / name
         writers = self._tables.setdefault(name, [])
         stem = f"part-{self.snapshot_id}-{len(writers):04d}.parquet"
-        writer = TableWriter(folder / stem, schema)
+        writer = TableWriter(folder / stem, schema, self.constants())
         writers.append(writer)
         return writer
 
-    def write_table(self, name: str, table: pa.Table, partition: str | None = None) -> int:
-        writer = self.table(name, table.schema, partition)
+    def constants(self) -> dict[str, Any]:
+        """Values of the columns every row of this lake shares (see `TableWriter`)."""
+        return {"storefront_id": self.meta.get("storefront_id")}
+
+    def write_table(
+        self,
+        name: str,
+        table: pa.Table,
+        partition: str | None = None,
+        schema: pa.Schema | None = None,
+    ) -> int:
+        writer = self.table(name, schema or table.schema, partition)
         writer.write(table)
         return writer.rows
 

@@ -22,8 +22,8 @@ from alter_pipeline.rules import model
 from alter_pipeline.rules.fields import Kind, format_duration
 
 _SYMBOLS = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-_ORDER_COLUMNS = schemas.ORDERS.names
-_ITEM_COLUMNS = schemas.ORDER_ITEMS.names
+_ORDER_COLUMNS = schemas.API_ORDERS.names
+_ITEM_COLUMNS = schemas.API_ORDER_ITEMS.names
 MAX_ITEMS_SHOWN = 3
 # API keys the detail shape (GET /:id, POST /batch) omits, and the column each fills.
 DETAIL_SHAPE_GAPS = {"isSeenByOwner": "is_seen_by_owner"}
@@ -51,6 +51,8 @@ class OrderFacts:
         for key, column in DETAIL_SHAPE_GAPS.items():
             if key not in raw and synced is not None and column in synced:
                 order[column] = synced[column]
+        if synced is not None and "storefront_id" in synced:
+            order["storefront_id"] = synced["storefront_id"]  # not an API field: the lake's
         return cls(order, tuple(dict(zip(_ITEM_COLUMNS, item, strict=True)) for item in items))
 
     @property

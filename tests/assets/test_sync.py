@@ -72,11 +72,12 @@ def test_materializations_carry_counts_schema_preview_and_requests(emulator, run
         m for m in result.get_asset_materialization_events() if m.asset_key.path == ["orders"]
     ).materialization.metadata
     assert orders["dagster/row_count"].value == emulator.store.order_count()
-    assert [c.name for c in orders["dagster/column_schema"].value.columns][:2] == [
+    assert [c.name for c in orders["dagster/column_schema"].value.columns][:3] == [
+        "storefront_id",
         "order_id",
         "customizer_id",
     ]
-    assert orders["preview"].value.startswith("| order_id |")
+    assert orders["preview"].value.startswith("| storefront_id | order_id |")
     assert orders["api_requests"].value >= 1
     assert orders["sync_duration_s"].value > 0
 

@@ -43,8 +43,8 @@ def test_detail_shape_keeps_measure_size_as_exact_json_text():
 
 def test_empty_page_keeps_the_explicit_schema():
     flat = flatten_orders([])
-    assert flat.orders.schema.equals(schemas.ORDERS)
-    assert flat.items.schema.equals(schemas.ORDER_ITEMS)
+    assert flat.orders.schema.equals(schemas.API_ORDERS)
+    assert flat.items.schema.equals(schemas.API_ORDER_ITEMS)
     assert flat.orders.num_rows == 0
 
 
