@@ -55,6 +55,8 @@ class Settings:
     dagster_home: Path = Path("dagster_home")
     rules_file: Path = Path("rules.yaml")
     webhooks_file: Path = Path("webhooks.yaml")
+    # Several storefronts (alter_pipeline/storefronts.py) when this file exists.
+    storefronts_file: Path = Path("storefronts.yaml")
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True) -> Settings:
@@ -69,6 +71,7 @@ class Settings:
             dagster_home=resolve_dagster_home(env),
             rules_file=Path(env.get("ALTER_RULES_FILE") or "rules.yaml"),
             webhooks_file=Path(env.get("ALTER_WEBHOOKS_FILE") or "webhooks.yaml"),
+            storefronts_file=Path(env.get("ALTER_STOREFRONTS_FILE") or "storefronts.yaml"),
         )
 
     def require_credentials(self) -> None:

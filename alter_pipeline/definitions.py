@@ -1,27 +1,25 @@
-"""The Dagster code location: assets, checks, jobs, schedules, sensors and resources."""
+"""The Dagster code location: assets, checks, jobs, schedules, sensors and resources.
+
+With a storefronts.yaml ($ALTER_STOREFRONTS_FILE) every asset and job is partitioned by
+storefront name; without one, the deployment has a single storefront and no partitions.
+"""
 
 import dagster as dg
 
-from alter_pipeline.assets.analytics import analytics
+from alter_pipeline.assets.analytics import build_analytics
 from alter_pipeline.assets.checks import asset_checks
-from alter_pipeline.assets.jobs import (
-    analytics_job,
-    analytics_schedule,
-    reconcile_schedule,
-    sync_job,
-    sync_schedule,
+from alter_pipeline.assets.jobs import build_analytics_job, build_schedules, build_sync_job
+from alter_pipeline.assets.rules import (
+    build_apply_rules_job,
+    build_status_transitions,
+    make_rules_sensor,
 )
-from alter_pipeline.assets.rules import apply_rules_job, rules_sensor, status_transitions
+from alter_pipeline.assets.scope import configured_storefronts, storefront_partitions
 from alter_pipeline.assets.sensors import events_sensor
-from alter_pipeline.assets.sync import alter_sync, warehouse_views
-from alter_pipeline.assets.webhooks import deliver_webhooks_job
+from alter_pipeline.assets.sync import build_alter_sync, build_warehouse_views
+from alter_pipeline.assets.webhooks import build_deliver_webhooks_job
 from alter_pipeline.resources import AlterApiResource, LakeResource
-
-order_events_sensor = events_sensor(
-    "order_events_sensor",
-    "deliver_webhooks_job",
-    "Deliver new order events as signed webhooks (rules_sensor applies the rules).",
-)
+from alter_pipeline.storefronts import Storefronts
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
@@ -33,11 +31,35 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
-defs = dg.Definitions(
-    assets=[alter_sync, warehouse_views, analytics, status_transitions],
-    asset_checks=asset_checks,
-    jobs=[sync_job, analytics_job, apply_rules_job, deliver_webhooks_job],
-    schedules=[sync_schedule, reconcile_schedule, analytics_schedule],
-    sensors=[order_events_sensor, rules_sensor],
-    resources=build_resources(),
-)
+def build_definitions(
+    storefronts: Storefronts | None = None,
+    resources: dict[str, dg.ConfigurableResource] | None = None,
+) -> dg.Definitions:
+    partitions = storefront_partitions(storefronts)
+    sync_job = build_sync_job(partitions)
+    analytics_job = build_analytics_job(partitions)
+    apply_rules_job = build_apply_rules_job(partitions)
+    return dg.Definitions(
+        assets=[
+            build_alter_sync(partitions),
+            build_warehouse_views(partitions),
+            build_analytics(partitions),
+            build_status_transitions(partitions),
+        ],
+        asset_checks=asset_checks,
+        jobs=[sync_job, analytics_job, apply_rules_job, build_deliver_webhooks_job(partitions)],
+        schedules=build_schedules(sync_job, analytics_job, storefronts),
+        sensors=[
+            events_sensor(
+                "order_events_sensor",
+                "deliver_webhooks_job",
+                "Deliver new order events as signed webhooks (rules_sensor applies the rules).",
+                storefronts,
+            ),
+            make_rules_sensor(job=apply_rules_job, storefronts=storefronts),
+        ],
+        resources=resources or build_resources(),
+    )
+
+
+defs = build_definitions(configured_storefronts())

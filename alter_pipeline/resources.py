@@ -13,6 +13,7 @@ from alter_pipeline.lake import Lake
 
 if TYPE_CHECKING:
     from alter_pipeline.api import AlterClient
+    from alter_pipeline.storefronts import Storefront
 
 
 class AlterApiResource(dg.ConfigurableResource):
@@ -31,14 +32,20 @@ class AlterApiResource(dg.ConfigurableResource):
     def resolved_base_url(self) -> str:
         return validate_base_url(self.base_url) if self.base_url else Settings.from_env().base_url
 
-    def client(self) -> AlterClient:
+    def client(self, storefront: Storefront | None = None) -> AlterClient:
+        """A client for the configured credentials, or for one storefront of storefronts.yaml
+        (its base URL, and key and token from the environment variables it names)."""
         # Imported here so that loading the code location does not import httpx.
         from alter_pipeline.api import AlterClient, RetryPolicy, Timeouts
 
+        if storefront is None:
+            base_url, key, token = self.resolved_base_url(), self.api_key, self.api_token
+        else:
+            base_url, (key, token) = storefront.base_url, storefront.credentials()
         return AlterClient(
-            self.resolved_base_url(),
-            self.api_key,
-            self.api_token,
+            base_url,
+            key,
+            token,
             timeouts=Timeouts(connect=self.connect_timeout_s, read=self.read_timeout_s),
             retry=RetryPolicy(max_attempts=self.max_attempts),
         )
@@ -52,5 +59,6 @@ class LakeResource(dg.ConfigurableResource):
     def path(self) -> Path:
         return Path(self.data_dir).absolute() if self.data_dir else Settings.from_env().data_dir
 
-    def lake(self) -> Lake:
-        return Lake(self.path())
+    def lake(self, root: Path | None = None) -> Lake:
+        """The lake at the data directory, or at one storefront's root under it."""
+        return Lake(root or self.path())

@@ -1,7 +1,9 @@
 """The DuckDB warehouse: a small database file holding only views over the lake's Parquet files.
 
-Views read `lake/<table>/**/*.parquet`; `lake` is a symlink swapped atomically by each sync,
-so the view definitions never change when data changes. A sync therefore needs to write
+Views read `lake/<table>/**/*.parquet` of every storefront's lake root (see
+alter_pipeline/storefronts.py; one root, the data directory, without storefronts.yaml); `lake`
+is a symlink swapped atomically by each sync, so the view definitions never change when data
+changes, only when a table or a storefront appears. A sync therefore needs to write
 `warehouse.duckdb` only when the set of tables changes, and skips that (with a warning) if an
 analyst holds the file open, instead of failing.
 """
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+
+from alter_pipeline.storefronts import storefront_roots
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +34,25 @@ class ViewSync:
 
 
 def view_sql(data_dir: Path, table: str) -> str:
-    pattern = (data_dir.absolute() / "lake" / table / "**" / "*.parquet").as_posix()
+    patterns = ", ".join(f"'{_quote(p)}'" for p in table_patterns(data_dir, table))
     partitioned = "true" if table in PARTITIONED_TABLES else "false"
     return (
         f'CREATE OR REPLACE VIEW "{table}" AS SELECT * FROM read_parquet('
-        f"'{_quote(pattern)}', hive_partitioning = {partitioned}, union_by_name = true)"
+        f"[{patterns}], hive_partitioning = {partitioned}, union_by_name = true)"
     )
+
+
+def table_patterns(data_dir: Path, table: str) -> list[str]:
+    """The Parquet globs of `table` in every lake root that has it."""
+    return [
+        (root.absolute() / "lake" / table / "**" / "*.parquet").as_posix()
+        for root in storefront_roots(data_dir)
+        if _has_files(root / "lake" / table)
+    ]
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.rglob("*.parquet"))
 
 
 def _quote(text: str) -> str:
@@ -43,10 +60,13 @@ def _quote(text: str) -> str:
 
 
 def lake_tables(data_dir: Path) -> list[str]:
-    lake = data_dir / "lake"
-    if not lake.is_dir():
-        return []
-    return sorted(p.name for p in lake.iterdir() if p.is_dir() and any(p.rglob("*.parquet")))
+    """Tables with files in at least one storefront's lake."""
+    tables: set[str] = set()
+    for root in storefront_roots(data_dir):
+        lake = root / "lake"
+        if lake.is_dir():
+            tables |= {p.name for p in lake.iterdir() if _has_files(p)}
+    return sorted(tables)
 
 
 def ensure_views(data_dir: Path) -> ViewSync:

@@ -4,6 +4,8 @@ import dagster as dg
 
 from alter_pipeline.assets.checks import _connect
 from alter_pipeline.assets.metadata import markdown_preview
+from alter_pipeline.assets.scope import scope_of
+from alter_pipeline.lake.schemas import with_storefront
 from alter_pipeline.resources import LakeResource
 from alter_pipeline.warehouse import ensure_views
 
@@ -99,32 +101,42 @@ class AnalyticsConfig(dg.Config):
     abandoned_days: int = 30
 
 
-@dg.multi_asset(
-    name="analytics",
-    specs=[
-        dg.AssetSpec(
-            name,
-            description=description,
-            deps=deps,
-            group_name=ANALYTICS_GROUP,
-            owners=["team:analytics"],
-            kinds={"duckdb", "parquet"},
-        )
-        for name, (description, deps, _) in ANALYTICS_SQL.items()
-    ],
-    can_subset=False,
-)
-def analytics(context: dg.AssetExecutionContext, config: AnalyticsConfig, lake: LakeResource):
-    """Compute every dashboard table from the current snapshot and commit them together."""
+def build_analytics(partitions_def: dg.PartitionsDefinition | None = None):
+    @dg.multi_asset(
+        name="analytics",
+        specs=[
+            dg.AssetSpec(
+                name,
+                description=description,
+                deps=deps,
+                group_name=ANALYTICS_GROUP,
+                owners=["team:analytics"],
+                kinds={"duckdb", "parquet"},
+                partitions_def=partitions_def,
+            )
+            for name, (description, deps, _) in ANALYTICS_SQL.items()
+        ],
+        can_subset=False,
+    )
+    def analytics(context: dg.AssetExecutionContext, config: AnalyticsConfig, lake: LakeResource):
+        """Compute every dashboard table from the current snapshot and commit them together."""
+        yield from _analytics(context, config, lake)
+
+    return analytics
+
+
+def _analytics(context: dg.AssetExecutionContext, config: AnalyticsConfig, lake: LakeResource):
     results = []
-    with lake.lake().write() as writer:
+    scope = scope_of(context, lake)
+    with scope.lake().write() as writer:
         if writer.parent is None:
-            raise dg.Failure("the lake has no snapshot yet: run sync_job first")
+            raise dg.Failure(f"{scope.label} has no lake snapshot yet: run sync_job first")
         with _connect(writer.parent) as con:
             for name, (_, _, sql) in ANALYTICS_SQL.items():
                 params = {"abandoned_days": config.abandoned_days} if "$abandoned" in sql else {}
                 table = con.sql(sql, params=params).to_arrow_table()
-                writer.write_table(name, table)
+                # Rows name their storefront, so the views over every storefront stay apart.
+                writer.write_table(name, table, schema=with_storefront(table.schema))
                 results.append((name, table))
     ensure_views(lake.path())
     for name, table in results:
@@ -136,3 +148,6 @@ def analytics(context: dg.AssetExecutionContext, config: AnalyticsConfig, lake: 
                 "preview": dg.MetadataValue.md(markdown_preview(table)),
             },
         )
+
+
+analytics = build_analytics()

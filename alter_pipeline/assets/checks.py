@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
+from alter_pipeline.assets.scope import scope_of
 from alter_pipeline.lake import Snapshot
 from alter_pipeline.resources import LakeResource
 
@@ -20,10 +21,12 @@ def _connect(snapshot: Snapshot) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _current(lake: LakeResource) -> Snapshot:
-    snapshot = lake.lake().current()
+def _current(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Snapshot:
+    """The current snapshot of the run's storefront."""
+    scope = scope_of(context, lake)
+    snapshot = scope.lake().current()
     if snapshot is None:
-        raise dg.Failure("the lake has no snapshot yet: run sync_job first")
+        raise dg.Failure(f"{scope.label} has no lake snapshot yet: run sync_job first")
     return snapshot
 
 
@@ -47,9 +50,10 @@ def _result(count: int, sample: Sequence[Any], what: str) -> dg.AssetCheckResult
 
 def _unique_check(table: str, key: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=table, name=f"{key}_unique", description=f"{key} is unique in {table}.")
-    def check(lake: LakeResource) -> dg.AssetCheckResult:
+    def check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
         count, sample = _offenders(
-            _current(lake), f"SELECT {key} FROM {table} GROUP BY 1 HAVING count(*) > 1 ORDER BY 1"
+            _current(context, lake),
+            f"SELECT {key} FROM {table} GROUP BY 1 HAVING count(*) > 1 ORDER BY 1",
         )
         return _result(count, sample, f"duplicate {key}")
 
@@ -61,9 +65,11 @@ def _unique_check(table: str, key: str) -> dg.AssetChecksDefinition:
     description="Each order's total_value equals the sum of its items' total_price_value, "
     "and item_count equals its number of items.",
 )
-def totals_match_items(lake: LakeResource) -> dg.AssetCheckResult:
+def totals_match_items(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
     count, sample = _offenders(
-        _current(lake),
+        _current(context, lake),
         """
         SELECT o.order_id
         FROM orders o
@@ -80,9 +86,11 @@ def totals_match_items(lake: LakeResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset="order_items", description="Every item's order_id exists in orders.")
-def items_reference_orders(lake: LakeResource) -> dg.AssetCheckResult:
+def items_reference_orders(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
     count, sample = _offenders(
-        _current(lake),
+        _current(context, lake),
         "SELECT DISTINCT i.order_id FROM order_items i ANTI JOIN orders o USING (order_id) "
         "ORDER BY 1",
     )
@@ -95,8 +103,8 @@ def _row_count_check(table: str, total_key: str) -> dg.AssetChecksDefinition:
         name="row_count_matches_api",
         description=f"Rows in {table} equal the `total` the API reported during the sync.",
     )
-    def check(lake: LakeResource) -> dg.AssetCheckResult:
-        snapshot = _current(lake)
+    def check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+        snapshot = _current(context, lake)
         rows, expected = snapshot.rows(table), snapshot.meta(total_key)
         return dg.AssetCheckResult(
             passed=expected is None or rows == expected,
@@ -110,9 +118,11 @@ def _row_count_check(table: str, total_key: str) -> dg.AssetChecksDefinition:
     asset="rejected_records",
     description="No record broke the contract in the last sync (failing lists them).",
 )
-def no_rejected_records(lake: LakeResource) -> dg.AssetCheckResult:
+def no_rejected_records(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
     count, sample = _offenders(
-        _current(lake),
+        _current(context, lake),
         "SELECT entity || ' ' || coalesce(record_id, '?') || ': ' || reason FROM rejected_records",
     )
     return _result(count, sample, "records rejected by the flattener")

@@ -1,25 +1,40 @@
 """Jobs and schedules. Cron strings come from the environment so deployments can tune them."""
 
 import os
+from typing import Any
 
 import dagster as dg
 
 from alter_pipeline.assets.analytics import ANALYTICS_GROUP
 from alter_pipeline.assets.sync import SYNC_GROUP
+from alter_pipeline.storefronts import Storefronts
 
-sync_job = dg.define_asset_job(
-    "sync_job",
-    selection=dg.AssetSelection.groups(SYNC_GROUP),
-    description="Sync orders, order items and products from the API; refresh warehouse views.",
-    executor_def=dg.in_process_executor,
-)
+AssetJob = Any  # what dg.define_asset_job returns (Dagster does not export its class)
 
-analytics_job = dg.define_asset_job(
-    "analytics_job",
-    selection=dg.AssetSelection.groups(ANALYTICS_GROUP),
-    description="Rebuild the dashboard tables from the current lake snapshot.",
-    executor_def=dg.in_process_executor,
-)
+
+def build_sync_job(partitions_def: dg.PartitionsDefinition | None = None):
+    return dg.define_asset_job(
+        "sync_job",
+        selection=dg.AssetSelection.groups(SYNC_GROUP),
+        description="Sync orders, order items and products from the API; refresh warehouse "
+        "views. With several storefronts, a run syncs one (its partition).",
+        executor_def=dg.in_process_executor,
+        partitions_def=partitions_def,
+    )
+
+
+def build_analytics_job(partitions_def: dg.PartitionsDefinition | None = None):
+    return dg.define_asset_job(
+        "analytics_job",
+        selection=dg.AssetSelection.groups(ANALYTICS_GROUP),
+        description="Rebuild the dashboard tables from the current lake snapshot.",
+        executor_def=dg.in_process_executor,
+        partitions_def=partitions_def,
+    )
+
+
+sync_job = build_sync_job()
+analytics_job = build_analytics_job()
 
 
 def automation_running() -> bool:
@@ -41,28 +56,76 @@ def _default_status() -> dg.DefaultScheduleStatus:
     )
 
 
-sync_schedule = dg.ScheduleDefinition(
-    name="sync_schedule",
-    job=sync_job,
-    cron_schedule=os.environ.get("ALTER_SYNC_CRON", "*/15 * * * *"),
-    default_status=_default_status(),
-    description="Incremental sync every 15 minutes by default (ALTER_SYNC_CRON).",
-)
+def build_schedules(
+    sync: AssetJob,
+    analytics: AssetJob,
+    storefronts: Storefronts | None = None,
+) -> list[dg.ScheduleDefinition]:
+    """The three schedules; with several storefronts each tick requests one run per
+    storefront (the run queue's limits bound how many run at once)."""
+    full = {"ops": {"alter_sync": {"config": {"full": True}}}}
+    return [
+        _schedule(
+            "sync_schedule",
+            sync,
+            os.environ.get("ALTER_SYNC_CRON", "*/15 * * * *"),
+            "Incremental sync every 15 minutes by default (ALTER_SYNC_CRON).",
+            storefronts,
+        ),
+        _schedule(
+            "reconcile_schedule",
+            sync,
+            os.environ.get("ALTER_RECONCILE_CRON", "30 3 * * *"),
+            "Full reconcile daily at 03:30 UTC by default (ALTER_RECONCILE_CRON): bounds "
+            "how stale final and rarely re-read orders can be, and catches every deletion.",
+            storefronts,
+            run_config=full,
+        ),
+        _schedule(
+            "analytics_schedule",
+            analytics,
+            os.environ.get("ALTER_ANALYTICS_CRON", "0 5 * * *"),
+            "Rebuild dashboard tables daily at 05:00 UTC by default (ALTER_ANALYTICS_CRON).",
+            storefronts,
+        ),
+    ]
 
-reconcile_schedule = dg.ScheduleDefinition(
-    name="reconcile_schedule",
-    job=sync_job,
-    cron_schedule=os.environ.get("ALTER_RECONCILE_CRON", "30 3 * * *"),
-    run_config={"ops": {"alter_sync": {"config": {"full": True}}}},
-    default_status=_default_status(),
-    description="Full reconcile daily at 03:30 UTC by default (ALTER_RECONCILE_CRON): bounds "
-    "how stale final and rarely re-read orders can be, and catches every deletion.",
-)
 
-analytics_schedule = dg.ScheduleDefinition(
-    name="analytics_schedule",
-    job=analytics_job,
-    cron_schedule=os.environ.get("ALTER_ANALYTICS_CRON", "0 5 * * *"),
-    default_status=_default_status(),
-    description="Rebuild dashboard tables daily at 05:00 UTC by default (ALTER_ANALYTICS_CRON).",
-)
+def _schedule(
+    name: str,
+    job: AssetJob,
+    cron: str,
+    description: str,
+    storefronts: Storefronts | None,
+    run_config: dict[str, Any] | None = None,
+) -> dg.ScheduleDefinition:
+    if storefronts is None:
+        return dg.ScheduleDefinition(
+            name=name,
+            job=job,
+            cron_schedule=cron,
+            run_config=run_config or {},
+            default_status=_default_status(),
+            description=description,
+        )
+
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=cron,
+        default_status=_default_status(),
+        description=f"{description} One run per storefront.",
+    )
+    def _each_storefront(context: dg.ScheduleEvaluationContext):
+        tick = context.scheduled_execution_time.isoformat()
+        for storefront in storefronts.names:
+            yield dg.RunRequest(
+                run_key=f"{name}:{storefront}:{tick}",
+                partition_key=storefront,
+                run_config=run_config or {},
+            )
+
+    return _each_storefront
+
+
+sync_schedule, reconcile_schedule, analytics_schedule = build_schedules(sync_job, analytics_job)

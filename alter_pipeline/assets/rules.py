@@ -15,12 +15,14 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
-from alter_pipeline.assets.jobs import sensor_default_status
+from alter_pipeline.assets.jobs import AssetJob, sensor_default_status
+from alter_pipeline.assets.scope import Scope, Tick, scope_of, tick_each_storefront
 from alter_pipeline.config import Settings
-from alter_pipeline.lake import Snapshot
+from alter_pipeline.lake import Lake, Snapshot
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.rules import audit
 from alter_pipeline.rules.parse import RulesError, content_hash, load_rules, parse_rules
+from alter_pipeline.storefronts import Storefronts
 
 RULES_GROUP = "rules"
 OWNERS = ["team:operations"]
@@ -53,36 +55,44 @@ def _now(text: str | None) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-@dg.asset(
-    name=ASSET,
-    deps=["orders", "order_items"],
-    group_name=RULES_GROUP,
-    owners=OWNERS,
-    kinds={"parquet"},
-    description="Audit of status changes made by the rules ($ALTER_RULES_FILE): one row per "
-    "order a rule applied, skipped, failed or (dry run) would have applied.",
-)
-def status_transitions(
-    context: dg.AssetExecutionContext,
-    config: RulesRunConfig,
-    alter_api: AlterApiResource,
-    lake: LakeResource,
-):
-    """Evaluate the rules over the current snapshot and apply their status changes."""
+def build_status_transitions(partitions_def: dg.PartitionsDefinition | None = None):
+    @dg.asset(
+        name=ASSET,
+        deps=["orders", "order_items"],
+        group_name=RULES_GROUP,
+        owners=OWNERS,
+        kinds={"parquet"},
+        partitions_def=partitions_def,
+        description="Audit of status changes made by the rules ($ALTER_RULES_FILE): one row "
+        "per order a rule applied, skipped, failed or (dry run) would have applied.",
+    )
+    def status_transitions(
+        context: dg.AssetExecutionContext,
+        config: RulesRunConfig,
+        alter_api: AlterApiResource,
+        lake: LakeResource,
+    ):
+        """Evaluate the rules over the current snapshot and apply their status changes."""
+        yield from _apply(context, config, scope_of(context, lake, alter_api))
+
+    return status_transitions
+
+
+def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Scope):
     from alter_pipeline.api.errors import MissingScopeError
     from alter_pipeline.rules.apply import BlastRadiusError, apply_rules
     from alter_pipeline.rules.data import NoDataError
 
     path = rules_path(config.rules_file)
     try:
-        ruleset = load_rules(path)
+        ruleset = load_rules(path).scoped(scope.covers)
     except RulesError as error:
         raise dg.Failure("invalid rules file:\n" + "\n".join(error.lines())) from None
-    with alter_api.client() as client:
+    with scope.client() as client:
         try:
             report = apply_rules(
                 client,
-                lake.lake(),
+                scope.lake(),
                 ruleset,
                 run_id=context.run.run_id,
                 dry_run=config.dry_run,
@@ -94,7 +104,7 @@ def status_transitions(
         except BlastRadiusError as error:
             raise dg.Failure(str(error), metadata=_plan_metadata(error.plan)) from None
         except (MissingScopeError, NoDataError) as error:
-            raise dg.Failure(str(error)) from None
+            raise dg.Failure(f"{scope.label}: {error}") from None
     for warning in report.warnings:
         context.log.warning(warning)
     yield dg.MaterializeResult(metadata=_report_metadata(report, path))
@@ -135,12 +145,14 @@ def _report_metadata(report: Any, path: Path) -> dict[str, Any]:
     }
 
 
-apply_rules_job = dg.define_asset_job(
-    "apply_rules_job",
-    selection=dg.AssetSelection.assets(status_transitions),
-    description="Apply the status rules of $ALTER_RULES_FILE to matching orders (audited).",
-    executor_def=dg.in_process_executor,
-)
+def build_apply_rules_job(partitions_def: dg.PartitionsDefinition | None = None):
+    return dg.define_asset_job(
+        "apply_rules_job",
+        selection=dg.AssetSelection.assets(ASSET),
+        description="Apply the status rules of $ALTER_RULES_FILE to matching orders (audited).",
+        executor_def=dg.in_process_executor,
+        partitions_def=partitions_def,
+    )
 
 
 # ---- sensor ---------------------------------------------------------------------------------
@@ -169,9 +181,13 @@ def _cursor(text: str | None) -> tuple[int, str]:
 
 
 def make_rules_sensor(
-    rules_file: str | None = None, name: str = "rules_sensor"
+    rules_file: str | None = None,
+    name: str = "rules_sensor",
+    job: AssetJob | None = None,
+    storefronts: Storefronts | None = None,
 ) -> dg.SensorDefinition:
-    """A sensor requesting `apply_rules_job` when order events arrive or the rules change.
+    """A sensor requesting `apply_rules_job` when order events arrive or the rules change
+    (per storefront, when there are several).
 
     Reads local state only: the rules file and the lake (never the API). The run key names the
     event sequence and the rules' content hash it covers, so a tick whose cursor update was lost
@@ -180,7 +196,7 @@ def make_rules_sensor(
 
     @dg.sensor(
         name=name,
-        job=apply_rules_job,
+        job=job or apply_rules_job,
         minimum_interval_seconds=60,
         default_status=sensor_default_status(),
         description="Apply the status rules after new order events or a rules file change.",
@@ -190,42 +206,49 @@ def make_rules_sensor(
         if not path.is_file():
             return dg.SkipReason(f"no rules file at {path} (set ALTER_RULES_FILE)")
         text = path.read_text("utf-8")
-        digest = content_hash(text)
         try:
             ruleset = parse_rules(text, source=str(path))
         except RulesError as error:
             return dg.SkipReason(f"{path} is invalid, fix it first: {error}")
         if not ruleset.enabled:
             return dg.SkipReason(f"{path} has no enabled rule")
-        snapshot = lake.lake().current()
-        if snapshot is None:
-            return dg.SkipReason("the lake has no snapshot yet: waiting for the first sync")
-        sequence = latest_order_event(snapshot)
-        seen, seen_rules = _cursor(context.cursor)
-        new_events, changed = sequence > seen, digest != seen_rules
-        if not new_events and not changed:
-            return dg.SkipReason(
-                f"no new order events since sequence {seen}, and {path.name} is unchanged"
-            )
-        reason = "new order events" if new_events else "rules file changed"
-        if new_events and changed:
-            reason = "new order events and a rules file change"
-        return dg.SensorResult(
-            run_requests=[
-                dg.RunRequest(
-                    run_key=f"rules:{sequence}:{digest[:16]}",
-                    run_config={"ops": {ASSET: {"config": {"rules_file": str(path.absolute())}}}},
-                    tags={
-                        "alter/rules_hash": digest[:16],
-                        "alter/events_to": str(sequence),
-                        "alter/trigger": reason,
-                    },
-                )
-            ],
-            cursor=json.dumps({"sequence": sequence, "rules": digest}),
-        )
+
+        def evaluate(root: Path, cursor: str | None, partition: str | None) -> Tick:
+            return _rules_tick(path, content_hash(text), Lake(root).current(), cursor, partition)
+
+        return tick_each_storefront(context, lake, storefronts, evaluate)
 
     return _sensor
 
 
+def _rules_tick(
+    path: Path, digest: str, snapshot: Snapshot | None, cursor: str | None, partition: str | None
+) -> Tick:
+    if snapshot is None:
+        return None, cursor or "", "the lake has no snapshot yet: waiting for the first sync"
+    sequence = latest_order_event(snapshot)
+    seen, seen_rules = _cursor(cursor)
+    new_events, changed = sequence > seen, digest != seen_rules
+    if not new_events and not changed:
+        reason = f"no new order events since sequence {seen}, and {path.name} is unchanged"
+        return None, cursor or "", reason
+    trigger = "new order events" if new_events else "rules file changed"
+    if new_events and changed:
+        trigger = "new order events and a rules file change"
+    prefix = f"{partition}:" if partition else ""
+    request = dg.RunRequest(
+        run_key=f"rules:{prefix}{sequence}:{digest[:16]}",
+        run_config={"ops": {ASSET: {"config": {"rules_file": str(path.absolute())}}}},
+        tags={
+            "alter/rules_hash": digest[:16],
+            "alter/events_to": str(sequence),
+            "alter/trigger": trigger,
+        },
+        partition_key=partition,
+    )
+    return request, json.dumps({"sequence": sequence, "rules": digest}), ""
+
+
+status_transitions = build_status_transitions()
+apply_rules_job = build_apply_rules_job()
 rules_sensor = make_rules_sensor()

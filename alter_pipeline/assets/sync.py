@@ -6,6 +6,7 @@ from pydantic import Field
 
 from alter_pipeline import sync
 from alter_pipeline.assets.metadata import table_metadata
+from alter_pipeline.assets.scope import scope_of
 from alter_pipeline.events.detect import ORDERS_HISTORY
 from alter_pipeline.events.schema import ORDER_EVENTS
 from alter_pipeline.lake import schemas
@@ -43,28 +44,43 @@ class SyncConfig(dg.Config):
     concurrency: int | None = None
 
 
-@dg.multi_asset(
-    name="alter_sync",
-    specs=[
-        dg.AssetSpec(
-            table,
-            description=description,
-            group_name=SYNC_GROUP,
-            owners=OWNERS,
-            kinds={"parquet"},
-            tags={"layer": "raw"},
-        )
-        for table, (description, _) in SYNC_TABLES.items()
-    ],
-    can_subset=False,
-)
-def alter_sync(
+def build_alter_sync(partitions_def: dg.PartitionsDefinition | None = None):
+    """The sync multi-asset; partitioned by storefront when there are several."""
+
+    @dg.multi_asset(
+        name="alter_sync",
+        specs=[
+            dg.AssetSpec(
+                table,
+                description=description,
+                group_name=SYNC_GROUP,
+                owners=OWNERS,
+                kinds={"parquet"},
+                tags={"layer": "raw"},
+                partitions_def=partitions_def,
+            )
+            for table, (description, _) in SYNC_TABLES.items()
+        ],
+        can_subset=False,
+    )
+    def alter_sync(
+        context: dg.AssetExecutionContext,
+        config: SyncConfig,
+        alter_api: AlterApiResource,
+        lake: LakeResource,
+    ):
+        """Page through every order and product and commit a new lake snapshot."""
+        yield from _sync(context, config, alter_api, lake)
+
+    return alter_sync
+
+
+def _sync(
     context: dg.AssetExecutionContext,
     config: SyncConfig,
     alter_api: AlterApiResource,
     lake: LakeResource,
 ):
-    """Page through every order and product and commit a new lake snapshot."""
     pages_logged: dict[str, int] = {}
 
     def log_progress(entity: str, done: int, total: int, rows: int) -> None:
@@ -75,21 +91,24 @@ def alter_sync(
         for listener in sync.progress_listeners:
             listener(entity, done, total, rows)
 
-    with alter_api.client() as client:
+    scope = scope_of(context, lake, alter_api)
+    with scope.client() as client:
+        storefront_lake = scope.lake_for_sync(client)
         report = sync.run_sync(
             client,
-            lake.lake(),
+            storefront_lake,
             full=config.full,
             emit_initial=config.emit_initial,
             policy=sync.IncrementalPolicy(config.recent_days, config.rotation_syncs),
             concurrency=config.concurrency or alter_api.concurrency,
             progress=log_progress,
-            meta={"run_id": context.run.run_id},
+            meta={"run_id": context.run.run_id, "storefront_name": scope.name},
         )
         stats = client.stats.snapshot()
-    snapshot = lake.lake().get(report.snapshot_id)
+    snapshot = storefront_lake.get(report.snapshot_id)
     assert snapshot is not None
     run_figures = {
+        "storefront_id": snapshot.meta("storefront_id"),
         "sync_duration_s": round(report.duration_s, 3),
         "rows_per_second": round(report.rows_per_second, 1),
         "api_requests": stats.requests,
@@ -111,21 +130,31 @@ def alter_sync(
         yield dg.MaterializeResult(asset_key=table, metadata=metadata)
 
 
-@dg.asset(
-    deps=list(SYNC_TABLES),
-    group_name=SYNC_GROUP,
-    owners=OWNERS,
-    kinds={"duckdb"},
-    description="DuckDB views of every lake table in $ALTER_DATA_DIR/warehouse.duckdb.",
-)
-def warehouse_views(lake: LakeResource) -> dg.MaterializeResult:
-    from alter_pipeline.warehouse import ensure_views, lake_tables
-
-    result = ensure_views(lake.path())
-    return dg.MaterializeResult(
-        metadata={
-            "views": dg.MetadataValue.json(lake_tables(lake.path())),
-            "created_or_replaced": dg.MetadataValue.json(result.created),
-            "skipped_reason": result.skipped_reason or "",
-        }
+def build_warehouse_views(partitions_def: dg.PartitionsDefinition | None = None):
+    @dg.asset(
+        name="warehouse_views",
+        deps=list(SYNC_TABLES),
+        group_name=SYNC_GROUP,
+        owners=OWNERS,
+        kinds={"duckdb"},
+        partitions_def=partitions_def,
+        description="DuckDB views of every lake table (of every storefront) in "
+        "$ALTER_DATA_DIR/warehouse.duckdb.",
     )
+    def warehouse_views(lake: LakeResource) -> dg.MaterializeResult:
+        from alter_pipeline.warehouse import ensure_views, lake_tables
+
+        result = ensure_views(lake.path())
+        return dg.MaterializeResult(
+            metadata={
+                "views": dg.MetadataValue.json(lake_tables(lake.path())),
+                "created_or_replaced": dg.MetadataValue.json(result.created),
+                "skipped_reason": result.skipped_reason or "",
+            }
+        )
+
+    return warehouse_views
+
+
+alter_sync = build_alter_sync()
+warehouse_views = build_warehouse_views()

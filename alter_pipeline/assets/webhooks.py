@@ -6,11 +6,9 @@ not fail the run, they are retried on the schedule; a configuration problem (an 
 subscriptions file, an endpoint whose secret is missing) does, so someone notices.
 """
 
-import dataclasses
-
 import dagster as dg
 
-from alter_pipeline.config import Settings
+from alter_pipeline.assets.scope import scope_of
 from alter_pipeline.resources import LakeResource
 
 
@@ -27,6 +25,8 @@ class DeliverWebhooksConfig(dg.Config):
 def deliver_webhooks(
     context: dg.OpExecutionContext, config: DeliverWebhooksConfig, lake: LakeResource
 ) -> None:
+    """One storefront's events (the run's partition, when there are several) go to the
+    endpoints scoped to it, through its own outbox."""
     from alter_pipeline.webhooks import (
         SubscriptionsError,
         deliver_due,
@@ -34,13 +34,14 @@ def deliver_webhooks(
         load_subscriptions,
     )
 
-    settings = dataclasses.replace(Settings.from_env(), data_dir=lake.path())
+    scope = scope_of(context, lake)
+    settings = scope.settings()
     if not settings.webhooks_file.is_file():
         context.log.warning(f"no webhooks file at {settings.webhooks_file}: nothing to deliver")
         context.add_output_metadata({"skipped": f"no file {settings.webhooks_file}"})
         return
     try:
-        subscriptions = load_subscriptions(settings.webhooks_file)
+        subscriptions = load_subscriptions(settings.webhooks_file).scoped(scope.covers)
     except SubscriptionsError as error:
         raise dg.Failure(description=f"invalid webhooks file:\n{error}") from None
     queued = ingest(settings, subscriptions=subscriptions)
@@ -55,11 +56,18 @@ def deliver_webhooks(
     context.add_output_metadata(metadata)
 
 
-@dg.job(
-    name="deliver_webhooks_job",
-    description="Deliver order events to the shop's webhook endpoints (signed, retried).",
-    executor_def=dg.in_process_executor,
-    tags={"team": "data-engineering"},
-)
-def deliver_webhooks_job() -> None:
-    deliver_webhooks()
+def build_deliver_webhooks_job(partitions_def: dg.PartitionsDefinition | None = None):
+    @dg.job(
+        name="deliver_webhooks_job",
+        description="Deliver order events to the shop's webhook endpoints (signed, retried).",
+        executor_def=dg.in_process_executor,
+        tags={"team": "data-engineering"},
+        partitions_def=partitions_def,
+    )
+    def deliver_webhooks_job() -> None:
+        deliver_webhooks()
+
+    return deliver_webhooks_job
+
+
+deliver_webhooks_job = build_deliver_webhooks_job()

@@ -19,6 +19,8 @@ STOREFRONT_ID = pa.field("storefront_id", pa.int64())
 
 
 def with_storefront(schema: pa.Schema) -> pa.Schema:
+    if STOREFRONT_ID.name in schema.names:
+        return schema
     return pa.schema([STOREFRONT_ID, *schema])
 
 

@@ -7,6 +7,8 @@ the position it came from in the YAML, so later checks can point at the offendin
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +105,8 @@ class Rule:
     priority: int = 0
     dry_run: bool = False
     max_per_run: int | None = None
+    # Names of storefronts.yaml this rule is limited to; empty: every storefront.
+    storefronts: tuple[str, ...] = ()
     index: int = 0  # position in the file: breaks priority ties
     mark: Mark = field(default=Mark(0, 0), compare=False)
 
@@ -130,3 +134,9 @@ class RuleSet:
 
     def rule(self, rule_id: str) -> Rule:
         return next(r for r in self.rules if r.id == rule_id)
+
+    def scoped(self, applies: Callable[[tuple[str, ...]], bool]) -> RuleSet:
+        """The rules whose `storefronts` scope `applies` to the run's storefront."""
+        return dataclasses.replace(
+            self, rules=tuple(r for r in self.rules if applies(r.storefronts))
+        )

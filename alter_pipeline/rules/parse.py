@@ -33,7 +33,18 @@ from alter_pipeline.rules.fields import (
 )
 from alter_pipeline.rules.transitions import TransitionTable, forbidden_moves
 
-RULE_KEYS = ("id", "description", "enabled", "priority", "dry_run", "max_per_run", "when", "then")
+RULE_KEYS = (
+    "id",
+    "description",
+    "enabled",
+    "priority",
+    "dry_run",
+    "max_per_run",
+    "storefronts",
+    "when",
+    "then",
+)
+STOREFRONT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TOP_KEYS = ("rules", "transitions", "max_transitions_per_run")
 COMBINATORS = ("all", "any", "not", "any_item", "all_items")
 ACTIONS = ("set_status", "set_quantity")
@@ -284,6 +295,8 @@ class _Parser:
             fields[key] = self.typed(entries[key][1], expected, key) if key in entries else default
         if "max_per_run" in entries:
             fields["max_per_run"] = self.count(entries["max_per_run"][1], "max_per_run")
+        if "storefronts" in entries:
+            fields["storefronts"] = self.storefront_names(entries["storefronts"][1])
         when = self.condition(entries["when"][1], Scope.ORDER)
         then = self.action(entries["then"][1])
         if len(self.problems) > before:
@@ -291,6 +304,20 @@ class _Parser:
         return model.Rule(
             id=rule_id, when=when, then=then, index=index, mark=_mark(entries["id"][1]), **fields
         )
+
+    def storefront_names(self, node: yaml.Node) -> Any:
+        """`storefronts: [berlin, paris]` (or one name): the storefronts.yaml names the rule
+        is limited to."""
+        values = (
+            [self.scalar(n) for n in node.value]
+            if isinstance(node, yaml.SequenceNode)
+            else [self.scalar(node)]
+        )
+        bad = [v for v in values if not isinstance(v, str) or not STOREFRONT_NAME.fullmatch(v)]
+        if bad or not values:
+            self.problem(node, "storefronts must be a list of storefront names of storefronts.yaml")
+            return _BAD
+        return tuple(values)
 
     def rule_id(self, node: yaml.Node) -> Any:
         # An id is a name: take the text as written, so `id: off` or `id: 7` are ids too.

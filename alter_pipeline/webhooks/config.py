@@ -15,9 +15,10 @@ problem before failing: fixing a file one error per run is tedious.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ MAX_TIMEOUT_S = 60.0
 ENDPOINT_KEYS = ("id", "url", "events", "secret_env", "enabled", "timeout_s", "storefront")
 REQUIRED_KEYS = ("id", "url", "events", "secret_env")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_STOREFRONT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # as alter_pipeline.storefronts.NAME
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATTERN = re.compile(r"[a-z*][a-z_.*]*")
 
@@ -80,6 +82,8 @@ class Endpoint:
     secret_env: str
     enabled: bool = True
     timeout_s: float = DEFAULT_TIMEOUT_S
+    # Names of storefronts.yaml whose events this endpoint gets; empty: every storefront's.
+    storefronts: tuple[str, ...] = ()
     line: int = 0  # where the endpoint starts in the file, for messages
 
     @functools.cached_property
@@ -105,6 +109,11 @@ class Subscriptions:
 
     def active(self) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.endpoints if e.enabled)
+
+    def scoped(self, applies: Callable[[tuple[str, ...]], bool]) -> Subscriptions:
+        """The endpoints whose `storefront` scope `applies` to the run's storefront."""
+        kept = tuple(e for e in self.endpoints if applies(e.storefronts))
+        return dataclasses.replace(self, endpoints=kept)
 
 
 def load_subscriptions(path: Path | str) -> Subscriptions:
@@ -209,13 +218,7 @@ class _Parser:
             "timeout_s": self.timeout(fields.get("timeout_s"), f"{path}.timeout_s"),
         }
         if "storefront" in fields:
-            # The key is reserved so files written later stay valid; until events carry a
-            # storefront id, silently accepting it would promise a filter that does nothing.
-            self.problem(
-                fields["storefront"],
-                f"{path}.storefront",
-                "storefront scoping is not supported yet (events carry no storefront id)",
-            )
+            values["storefronts"] = self.storefronts(fields["storefront"], f"{path}.storefront")
         if len(self.problems) > before:
             return None
         return Endpoint(**values, line=node.start_mark.line + 1)
@@ -228,6 +231,15 @@ class _Parser:
             self.problem(node, path, "expected a non-empty string")
             return None
         return value.strip()
+
+    def storefronts(self, node: yaml.Node, path: str) -> tuple[str, ...] | None:
+        """`storefront: berlin` or `storefront: [berlin, paris]` (names of storefronts.yaml)."""
+        nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        names = [self.scalar(n) for n in nodes]
+        if not names or not all(isinstance(n, str) and _STOREFRONT.fullmatch(n) for n in names):
+            self.problem(node, path, "expected a storefront name of storefronts.yaml, or a list")
+            return None
+        return tuple(names)
 
     def endpoint_id(self, node: yaml.Node | None, path: str) -> str | None:
         value = self.string(node, path)

@@ -197,7 +197,6 @@ def test_refresh_of_a_few_orders_records_their_changes_at_once(emulator, syncer_
     emulator.store.set_status(order_id, "cancelled")
     report = refresh_orders(syncer.client, Lake(syncer.lake_dir), [order_id])
     assert report.events == {ev.ORDER_STATUS_CHANGED: 1}
-    assert emulator.store.get_order(order_id)["status"] == "cancelled"
     assert "cancelled" in syncer.rows("orders", "order_id")[order_id]
 
 

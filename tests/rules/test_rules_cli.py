@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 import typer
 from rules_helpers import PATCH_STATUS, sync_lake
@@ -106,20 +105,8 @@ def test_test_without_an_order_previews_a_run_over_the_warehouse(emulator, tmp_p
     assert emulator.counters.count(PATCH_STATUS) == 0
 
 
-@pytest.fixture
-def job_definitions(monkeypatch):
-    """definitions.py with apply_rules_job in it (as the CLI's runner expects)."""
-    import alter_pipeline.definitions as definitions
-    from alter_pipeline.assets.rules import apply_rules_job, status_transitions
-
-    defs = dg.Definitions.merge(
-        definitions.defs, dg.Definitions(assets=[status_transitions], jobs=[apply_rules_job])
-    )
-    monkeypatch.setattr(definitions, "defs", defs)
-
-
 def test_apply_dry_run_runs_the_job_and_prints_what_would_change(
-    emulator, tmp_path, warehouse_env, job_definitions, monkeypatch
+    emulator, tmp_path, warehouse_env, monkeypatch
 ):
     for name, value in warehouse_env.items():
         monkeypatch.setenv(name, value)
@@ -133,7 +120,7 @@ def test_apply_dry_run_runs_the_job_and_prints_what_would_change(
 
 
 def test_apply_over_the_limit_fails_with_the_reason_and_exit_1(
-    emulator, tmp_path, warehouse_env, job_definitions, monkeypatch
+    emulator, tmp_path, warehouse_env, monkeypatch
 ):
     for name, value in warehouse_env.items():
         monkeypatch.setenv(name, value)

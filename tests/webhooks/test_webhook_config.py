@@ -77,11 +77,18 @@ def test_a_pasted_secret_is_rejected_without_repeating_it():
     assert pasted not in problem
 
 
-def test_storefront_is_reserved_but_not_yet_supported():
+def test_storefront_scopes_an_endpoint_to_storefronts_yaml_names():
+    (one,) = parse_subscriptions(VALID + "    storefront: berlin\n").endpoints
+    (two,) = parse_subscriptions(VALID + "    storefront: [berlin, paris]\n").endpoints
+    assert one.storefronts == ("berlin",)
+    assert two.storefronts == ("berlin", "paris")
+    scoped = parse_subscriptions(VALID + "    storefront: berlin\n")
+    assert scoped.scoped(lambda names: "paris" in names).endpoints == ()
+
+
+def test_a_storefront_scope_that_is_not_a_name_is_refused_with_its_line():
     (problem,) = problems(VALID + "    storefront: 12\n")
-    assert "webhooks.yaml:6:17: endpoints[0].storefront: storefront scoping is not supported" in (
-        problem
-    )
+    assert "webhooks.yaml:6:17: endpoints[0].storefront: expected a storefront name" in problem
 
 
 def test_yaml_syntax_errors_carry_line_and_column():
