@@ -8,12 +8,8 @@ import dagster as dg
 
 from alter_pipeline.assets.analytics import build_analytics
 from alter_pipeline.assets.checks import asset_checks
-from alter_pipeline.assets.jobs import build_analytics_job, build_schedules, build_sync_job
-from alter_pipeline.assets.rules import (
-    build_apply_rules_job,
-    build_status_transitions,
-    make_rules_sensor,
-)
+from alter_pipeline.assets.jobs import analytics_job, build_schedules, sync_job
+from alter_pipeline.assets.rules import apply_rules_job, build_status_transitions, make_rules_sensor
 from alter_pipeline.assets.scope import configured_storefronts, storefront_partitions
 from alter_pipeline.assets.sensors import events_sensor
 from alter_pipeline.assets.sync import build_alter_sync, build_warehouse_views
@@ -36,9 +32,6 @@ def build_definitions(
     resources: dict[str, dg.ConfigurableResource] | None = None,
 ) -> dg.Definitions:
     partitions = storefront_partitions(storefronts)
-    sync_job = build_sync_job(partitions)
-    analytics_job = build_analytics_job(partitions)
-    apply_rules_job = build_apply_rules_job(partitions)
     return dg.Definitions(
         assets=[
             build_alter_sync(partitions),
@@ -56,7 +49,7 @@ def build_definitions(
                 "Deliver new order events as signed webhooks (rules_sensor applies the rules).",
                 storefronts,
             ),
-            make_rules_sensor(job=apply_rules_job, storefronts=storefronts),
+            make_rules_sensor(storefronts=storefronts),
         ],
         resources=resources or build_resources(),
     )

@@ -11,30 +11,21 @@ from alter_pipeline.storefronts import Storefronts
 
 AssetJob = Any  # what dg.define_asset_job returns (Dagster does not export its class)
 
+# Asset jobs take their partitions (one per storefront, if several) from the selected assets.
+sync_job = dg.define_asset_job(
+    "sync_job",
+    selection=dg.AssetSelection.groups(SYNC_GROUP),
+    description="Sync orders, order items and products from the API; refresh warehouse views. "
+    "With several storefronts, a run syncs one (its partition).",
+    executor_def=dg.in_process_executor,
+)
 
-def build_sync_job(partitions_def: dg.PartitionsDefinition | None = None):
-    return dg.define_asset_job(
-        "sync_job",
-        selection=dg.AssetSelection.groups(SYNC_GROUP),
-        description="Sync orders, order items and products from the API; refresh warehouse "
-        "views. With several storefronts, a run syncs one (its partition).",
-        executor_def=dg.in_process_executor,
-        partitions_def=partitions_def,
-    )
-
-
-def build_analytics_job(partitions_def: dg.PartitionsDefinition | None = None):
-    return dg.define_asset_job(
-        "analytics_job",
-        selection=dg.AssetSelection.groups(ANALYTICS_GROUP),
-        description="Rebuild the dashboard tables from the current lake snapshot.",
-        executor_def=dg.in_process_executor,
-        partitions_def=partitions_def,
-    )
-
-
-sync_job = build_sync_job()
-analytics_job = build_analytics_job()
+analytics_job = dg.define_asset_job(
+    "analytics_job",
+    selection=dg.AssetSelection.groups(ANALYTICS_GROUP),
+    description="Rebuild the dashboard tables from the current lake snapshot.",
+    executor_def=dg.in_process_executor,
+)
 
 
 def automation_running() -> bool:

@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
-from alter_pipeline.assets.jobs import AssetJob, sensor_default_status
+from alter_pipeline.assets.jobs import sensor_default_status
 from alter_pipeline.assets.scope import Scope, Tick, scope_of, tick_each_storefront
 from alter_pipeline.config import Settings
 from alter_pipeline.lake import Lake, Snapshot
@@ -145,14 +145,12 @@ def _report_metadata(report: Any, path: Path) -> dict[str, Any]:
     }
 
 
-def build_apply_rules_job(partitions_def: dg.PartitionsDefinition | None = None):
-    return dg.define_asset_job(
-        "apply_rules_job",
-        selection=dg.AssetSelection.assets(ASSET),
-        description="Apply the status rules of $ALTER_RULES_FILE to matching orders (audited).",
-        executor_def=dg.in_process_executor,
-        partitions_def=partitions_def,
-    )
+apply_rules_job = dg.define_asset_job(
+    "apply_rules_job",
+    selection=dg.AssetSelection.assets(ASSET),
+    description="Apply the status rules of $ALTER_RULES_FILE to matching orders (audited).",
+    executor_def=dg.in_process_executor,
+)
 
 
 # ---- sensor ---------------------------------------------------------------------------------
@@ -183,7 +181,6 @@ def _cursor(text: str | None) -> tuple[int, str]:
 def make_rules_sensor(
     rules_file: str | None = None,
     name: str = "rules_sensor",
-    job: AssetJob | None = None,
     storefronts: Storefronts | None = None,
 ) -> dg.SensorDefinition:
     """A sensor requesting `apply_rules_job` when order events arrive or the rules change
@@ -196,7 +193,7 @@ def make_rules_sensor(
 
     @dg.sensor(
         name=name,
-        job=job or apply_rules_job,
+        job=apply_rules_job,
         minimum_interval_seconds=60,
         default_status=sensor_default_status(),
         description="Apply the status rules after new order events or a rules file change.",
@@ -250,5 +247,4 @@ def _rules_tick(
 
 
 status_transitions = build_status_transitions()
-apply_rules_job = build_apply_rules_job()
 rules_sensor = make_rules_sensor()

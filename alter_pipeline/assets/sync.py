@@ -5,6 +5,7 @@ import dagster as dg
 from pydantic import Field
 
 from alter_pipeline import sync
+from alter_pipeline.api.errors import AlterAPIError
 from alter_pipeline.assets.metadata import table_metadata
 from alter_pipeline.assets.scope import scope_of
 from alter_pipeline.events.detect import ORDERS_HISTORY
@@ -92,19 +93,23 @@ def _sync(
             listener(entity, done, total, rows)
 
     scope = scope_of(context, lake, alter_api)
-    with scope.client() as client:
-        storefront_lake = scope.lake_for_sync(client)
-        report = sync.run_sync(
-            client,
-            storefront_lake,
-            full=config.full,
-            emit_initial=config.emit_initial,
-            policy=sync.IncrementalPolicy(config.recent_days, config.rotation_syncs),
-            concurrency=config.concurrency or alter_api.concurrency,
-            progress=log_progress,
-            meta={"run_id": context.run.run_id, "storefront_name": scope.name},
-        )
-        stats = client.stats.snapshot()
+    try:
+        with scope.client() as client:
+            storefront_lake = scope.lake_for_sync(client)
+            report = sync.run_sync(
+                client,
+                storefront_lake,
+                full=config.full,
+                emit_initial=config.emit_initial,
+                policy=sync.IncrementalPolicy(config.recent_days, config.rotation_syncs),
+                concurrency=config.concurrency or alter_api.concurrency,
+                progress=log_progress,
+                meta={"run_id": context.run.run_id, "storefront_name": scope.name},
+            )
+            stats = client.stats.snapshot()
+    except (AlterAPIError, sync.StorefrontMismatchError) as error:
+        # One line naming the storefront: the partition's failure in the UI says whose and why.
+        raise dg.Failure(description=f"{scope.label}: {error}") from None
     snapshot = storefront_lake.get(report.snapshot_id)
     assert snapshot is not None
     run_figures = {
