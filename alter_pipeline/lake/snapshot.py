@@ -12,6 +12,32 @@ A writer fills a temporary directory, then commits by renaming it into place and
 the old tables or the new ones, never a mix, and a sync killed at any point leaves the previous
 snapshot current and intact. Tables a writer does not rewrite are carried over as hard links,
 so a commit costs no copying. Writers are serialised by an advisory lock on `.lake.lock`.
+
+On object storage (`Lake(root, remote="s3://bucket/prefix")`, see remote.py) the data
+directory is a local mirror: the sync engine stages and reads local files as above, and a
+commit publishes the snapshot before switching the mirror:
+
+1. upload the snapshot's own files; carried-over files (the parent's, hard-linked) are copied
+   server-side from the parent's objects; the manifest last;
+2. re-read CURRENT: if it no longer names the parent, another writer published meanwhile:
+   `LakeConflictError`, nothing switched;
+3. PUT CURRENT (the atomic switch every machine observes), then rename and swap `lake`
+   locally, then collect old snapshots in the store and in the mirror.
+
+`current()` reads CURRENT (one small GET) and, when the mirror lacks that snapshot, downloads
+it (files the mirror already has are hard-linked) and swaps `lake` to it, so every local reader
+follows the store. A sync killed at any point leaves CURRENT unchanged; the objects of a
+snapshot it never published are deleted by a later writer's garbage collection.
+
+Limits. The fcntl lock serialises writers of one mirror only. Across machines the guards are
+the compare-before-switch of step 2 and Dagster's one-run-per-storefront concurrency limit;
+S3 offers no compare-and-swap reachable from pyarrow, so two writers that both pass step 2
+within the same instant (between one's GET and its PUT, a few milliseconds) both switch, and
+the last PUT wins: the other's snapshot is dropped (its events may already have been sent).
+Snapshot ids sort by time, and a new id always sorts after its parent's (even with clocks
+skewed between machines). Garbage collection deletes snapshots older than the current one
+outside its `keep` most recent ancestors, so a reader must finish a query on a snapshot
+within `keep - 1` commits of it ceasing to be current, as on local disk.
 """
 
 from __future__ import annotations
@@ -19,25 +45,39 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alter_pipeline.lake.remote import RemoteStore, attach_to_duckdb
+
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 ROW_GROUP_ROWS = 128 * 1024
+# A download or a staged link this old was left by a killed process, not one in progress.
+STALE_AFTER_S = 3600.0
+# current() retries when the snapshot it downloads is collected meanwhile (writers moved on).
+MIRROR_ATTEMPTS = 3
+ID_STAMP = "%Y%m%dT%H%M%S%fZ"
 
 
 class LakeBusyError(RuntimeError):
     """Another writer holds the lake lock for longer than we were willing to wait."""
+
+
+class LakeConflictError(RuntimeError):
+    """Another writer published a snapshot to the object store while this one was written."""
 
 
 @dataclass(frozen=True)
@@ -211,24 +251,51 @@ def _count_rows(folder: Path) -> int:
 
 
 class Lake:
-    def __init__(self, data_dir: Path, *, keep: int = 3) -> None:
+    """The lake in local directory `data_dir`; with `remote` (an object-store URL) that
+    directory is a mirror of the lake published at the URL (see the module docstring)."""
+
+    def __init__(self, data_dir: Path, *, remote: str | None = None, keep: int = 3) -> None:
         self.root = Path(data_dir)
         self.link = self.root / "lake"
         self.snapshots_dir = self.root / "snapshots"
         self.keep = keep
+        self.remote = RemoteStore.open(remote) if remote else None
+
+    @property
+    def location(self) -> str:
+        """Where the lake is, for messages (an object-store URL without credentials)."""
+        return self.remote.location if self.remote else str(self.root)
 
     # ---- reading ---------------------------------------------------------------------------
 
     def current(self) -> Snapshot | None:
-        if not self.link.is_symlink():
-            return None
-        return self.load(self.link.resolve())
+        if self.remote is None:
+            return self._linked()
+        for attempt in range(1, MIRROR_ATTEMPTS + 1):
+            snapshot_id = self.remote.current_id()
+            if snapshot_id is None:
+                return None
+            try:
+                snapshot = self._mirror(snapshot_id)
+                self._point_link_at(snapshot_id)
+                return snapshot
+            except FileNotFoundError:
+                if attempt == MIRROR_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def get(self, snapshot_id: str | None) -> Snapshot | None:
         if snapshot_id is None:
             return None
         path = self.snapshots_dir / snapshot_id
-        return self.load(path) if path.is_dir() else None
+        if path.is_dir():
+            return self.load(path)
+        if self.remote is None:
+            return None
+        try:
+            return self._mirror(snapshot_id)
+        except FileNotFoundError:
+            return None
 
     def previous(self) -> Snapshot | None:
         current = self.current()
@@ -238,26 +305,102 @@ class Lake:
     def load(path: Path) -> Snapshot:
         return Snapshot(path=path, manifest=json.loads((path / MANIFEST).read_text("utf-8")))
 
+    def view_glob(self, table: str, snapshot: Snapshot | None = None) -> str:
+        """What a DuckDB view of `table` reads. Locally the stable path through the `lake`
+        link (the view never changes). With a remote, the files of `snapshot` (default: the
+        current one) in the store: pass the snapshot used for the other views, so that all
+        of them read the same one. Read it through `attach_to_duckdb`."""
+        if self.remote is None:
+            return (self.root.absolute() / "lake" / table / "**" / "*.parquet").as_posix()
+        snapshot_id = snapshot.snapshot_id if snapshot else self.remote.current_id()
+        if snapshot_id is None:
+            raise LookupError(f"the lake at {self.location} has no snapshot yet")
+        return f"{self.remote.snapshot_url(snapshot_id)}/{table}/**/*.parquet"
+
+    def attach_to_duckdb(self, con: Any) -> str:
+        """Let DuckDB connection `con` read `view_glob`s; returns how (see remote.py)."""
+        return "local" if self.remote is None else attach_to_duckdb(con, self.remote.url)
+
+    def _linked(self) -> Snapshot | None:
+        if not self.link.is_symlink():
+            return None
+        return self.load(self.link.resolve())
+
+    # ---- mirroring (with a remote) ------------------------------------------------------------
+
+    def _mirror(self, snapshot_id: str) -> Snapshot:
+        """The local copy of a published snapshot, downloaded if the mirror lacks it.
+        Raises FileNotFoundError if the store has no complete snapshot of that id."""
+        assert self.remote is not None
+        final = self.snapshots_dir / snapshot_id
+        if final.is_dir():
+            return self.load(final)
+        self.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        # Unique: readers in other processes may mirror the same snapshot at the same time.
+        staging = self.snapshots_dir / f".tmp-dl-{snapshot_id}-{uuid.uuid4().hex[:6]}"
+        try:
+            self.remote.download_snapshot(snapshot_id, staging, self._mirrored_files())
+            _fsync_dir(staging)
+            _rename_unless_there(staging, final)
+            _fsync_dir(self.snapshots_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self._collect_garbage_if_idle()
+        return self.load(final)
+
+    def _mirrored_files(self) -> Callable[[str, int], Path | None]:
+        """Finds a file the mirror already holds. A data file's relative path names the
+        snapshot that wrote it (part-<id>-NNNN), so the same path and size is the same file."""
+        committed = sorted(self._committed(), reverse=True)
+
+        def find(relative: str, size: int) -> Path | None:
+            if not relative.rsplit("/", 1)[-1].startswith("part-"):
+                return None
+            for snapshot in committed:
+                candidate = snapshot / relative
+                with contextlib.suppress(OSError):
+                    if candidate.stat().st_size == size:
+                        return candidate
+            return None
+
+        return find
+
+    def _point_link_at(self, snapshot_id: str) -> None:
+        target = Path("snapshots") / snapshot_id
+        if self.link.is_symlink() and Path(os.readlink(self.link)) == target:
+            return
+        staged_link = self.root / f".lake-{snapshot_id}-{uuid.uuid4().hex[:6]}"
+        os.symlink(target, staged_link)
+        os.replace(staged_link, self.link)  # the one atomic switch readers observe
+        _fsync_dir(self.root)
+
     # ---- writing ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def lock(self, timeout: float = 600.0) -> Iterator[None]:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._try_lock() as locked:
+                if locked:
+                    yield
+                    return
+            if time.monotonic() >= deadline:
+                raise LakeBusyError(
+                    f"another sync has held {self.root / '.lake.lock'} for over {timeout:.0f} s"
+                )
+            time.sleep(0.2)
+
+    @contextlib.contextmanager
+    def _try_lock(self) -> Iterator[bool]:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lake.lock", "a+") as handle:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise LakeBusyError(
-                            f"another sync has held {self.root / '.lake.lock'} for over "
-                            f"{timeout:.0f} s"
-                        ) from None
-                    time.sleep(0.2)
             try:
-                yield
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
@@ -266,10 +409,10 @@ class Lake:
         """Write a new snapshot; it becomes current only if the block exits without error."""
         with self.lock(lock_timeout):
             self._remove_stale_temporaries()
-            snapshot_id = _new_snapshot_id()
+            parent = self.current()
+            snapshot_id = _new_snapshot_id(after=parent.snapshot_id if parent else None)
             tmp_dir = self.snapshots_dir / f".tmp-{snapshot_id}"
             tmp_dir.mkdir(parents=True)
-            parent = self.current()
             writer = SnapshotWriter(self, snapshot_id, tmp_dir, parent=parent)
             # Bookkeeping (event sequence, rotation slot, API totals) carries forward unless
             # this writer updates it, so e.g. an analytics commit never resets a cursor.
@@ -285,33 +428,126 @@ class Lake:
         manifest_path = writer.tmp_dir / MANIFEST
         manifest_path.write_text(json.dumps(manifest, indent=2, default=str), "utf-8")
         _fsync_dir(writer.tmp_dir)
-        final = self.snapshots_dir / writer.snapshot_id
-        os.rename(writer.tmp_dir, final)
+        if self.remote is not None:
+            self._publish(writer)
+        # A reader may already have mirrored the published snapshot: that copy is as good.
+        _rename_unless_there(writer.tmp_dir, self.snapshots_dir / writer.snapshot_id)
         _fsync_dir(self.snapshots_dir)
-        staged_link = self.root / f".lake-{writer.snapshot_id}"
-        os.symlink(Path("snapshots") / writer.snapshot_id, staged_link)
-        os.replace(staged_link, self.link)  # the one atomic switch readers observe
-        _fsync_dir(self.root)
+        self._point_link_at(writer.snapshot_id)
         self._collect_garbage()
+        if self.remote is not None:
+            self._collect_remote_garbage(writer.snapshot_id)
+
+    def _publish(self, writer: SnapshotWriter) -> None:
+        """Upload the staged snapshot and switch CURRENT to it, unless another writer
+        switched it since this one read its parent."""
+        assert self.remote is not None
+        parent_id = writer.parent.snapshot_id if writer.parent else None
+        self._ensure_still_current(parent_id, writer.snapshot_id)  # before uploading in vain
+        carried = _carried_files(writer)
+        try:
+            self.remote.upload_snapshot(writer.tmp_dir, writer.snapshot_id, parent_id, carried)
+        except OSError:
+            # e.g. the parent's objects, source of the copies, collected by newer writers
+            self._ensure_still_current(parent_id, writer.snapshot_id)
+            raise
+        self._ensure_still_current(parent_id, writer.snapshot_id)
+        self.remote.set_current(writer.snapshot_id)
+
+    def _ensure_still_current(self, parent_id: str | None, snapshot_id: str) -> None:
+        assert self.remote is not None
+        now = self.remote.current_id()
+        if now != parent_id:
+            raise LakeConflictError(
+                f"another writer published snapshot {now} to {self.location} while snapshot "
+                f"{snapshot_id} was being written from {parent_id or 'an empty lake'}; "
+                "CURRENT was left naming theirs and nothing of this run was published. "
+                "Re-running is safe: it starts from their snapshot."
+            )
 
     def _remove_stale_temporaries(self) -> None:
-        # Only called under the lock, so no other writer owns these.
+        # Only called under the lock, so no other writer owns the .tmp-<id> directories;
+        # downloads and staged links of readers (which take no lock) are left until stale.
         if not self.snapshots_dir.is_dir():
             return
         for leftover in self.snapshots_dir.glob(".tmp-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+            if not leftover.name.startswith(".tmp-dl-") or _is_stale(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
         for staged in self.root.glob(".lake-*"):
-            staged.unlink(missing_ok=True)
+            if _is_stale(staged):
+                staged.unlink(missing_ok=True)
+
+    def _committed(self) -> list[Path]:
+        if not self.snapshots_dir.is_dir():
+            return []
+        return sorted(p for p in self.snapshots_dir.iterdir() if not p.name.startswith("."))
 
     def _collect_garbage(self) -> None:
-        committed = sorted(p for p in self.snapshots_dir.iterdir() if not p.name.startswith("."))
-        for old in committed[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        linked = os.readlink(self.link) if self.link.is_symlink() else ""
+        for old in self._committed()[: -self.keep]:
+            if Path(linked).name != old.name:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _collect_garbage_if_idle(self) -> None:
+        # A writer holding the lock may be reading an old snapshot: it collects at its commit.
+        with self._try_lock() as locked:
+            if locked:
+                self._collect_garbage()
+
+    def _collect_remote_garbage(self, current_id: str) -> None:
+        assert self.remote is not None
+        try:
+            deleted = self.remote.collect_garbage(self.keep, current_id)
+        except (OSError, ValueError) as error:  # published already: the next run retries
+            log.warning("could not delete old snapshots at %s: %s", self.location, error)
+            return
+        if deleted:
+            log.info("deleted %d old snapshots at %s", len(deleted), self.location)
 
 
-def _new_snapshot_id() -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+def _carried_files(writer: SnapshotWriter) -> set[str]:
+    """Relative paths of the staged files that are the parent's own (hard links)."""
+    parent = writer.parent
+    if parent is None:
+        return set()
+    carried = set()
+    for file in writer.tmp_dir.rglob("*.parquet"):
+        relative = file.relative_to(writer.tmp_dir)
+        source = parent.path / relative
+        if source.is_file() and os.path.samefile(file, source):
+            carried.add(relative.as_posix())
+    return carried
+
+
+def _new_snapshot_id(after: str | None = None) -> str:
+    """A new id, sorting after `after` (the parent's) even if this machine's clock is behind."""
+    stamp = datetime.now(UTC)
+    previous = _stamp_of(after) if after else None
+    if previous is not None and stamp <= previous:
+        stamp = previous + timedelta(microseconds=1)
+    return f"{stamp.strftime(ID_STAMP)}-{uuid.uuid4().hex[:6]}"
+
+
+def _stamp_of(snapshot_id: str) -> datetime | None:
+    try:
+        return datetime.strptime(snapshot_id.split("-")[0], ID_STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _rename_unless_there(source: Path, target: Path) -> None:
+    try:
+        os.rename(source, target)
+    except OSError:
+        if not (target / MANIFEST).is_file():
+            raise
+
+
+def _is_stale(path: Path) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime > STALE_AFTER_S
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_dir(path: Path) -> None:

@@ -103,3 +103,18 @@ def test_sigkill_during_a_write_leaves_the_previous_snapshot_readable(tmp_path):
     write_snapshot(lake, orders=[1, 2, 3])  # the next run cleans up and commits
     assert not list((tmp_path / "snapshots").glob(".tmp-*"))
     assert os.path.islink(tmp_path / "lake")
+
+
+def test_a_new_snapshot_id_sorts_after_its_parent_even_when_the_clock_is_behind():
+    from alter_pipeline.lake.snapshot import _new_snapshot_id
+
+    ahead = "29991231T235959999998Z-abcdef"  # written by a machine whose clock runs ahead
+    assert _new_snapshot_id(after=ahead) > ahead
+    assert _new_snapshot_id(after=None) < ahead
+
+
+def test_view_glob_of_a_local_lake_reads_through_the_lake_link(tmp_path):
+    lake = Lake(tmp_path)
+    write_snapshot(lake, orders=[1])
+    assert lake.view_glob("orders") == f"{tmp_path}/lake/orders/**/*.parquet"
+    assert lake.location == str(tmp_path)
