@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -113,57 +113,105 @@ def auth_check() -> None:
 @app.command()
 def sync(
     full: bool = typer.Option(False, "--full", help="Read every order (a reconcile)."),
+    storefront: str | None = typer.Option(
+        None, "--storefront", help="With storefronts.yaml: sync only this one (default: all)."
+    ),
 ) -> None:
-    """Sync orders, items and products into the lake, as a recorded Dagster run."""
+    """Sync orders, items and products into the lake, as a recorded Dagster run (one per
+    storefront when storefronts.yaml lists several)."""
 
     def run() -> None:
         conf = settings()
-        conf.require_credentials()
-        outcome = _run_with_progress(
-            "sync_job", conf, {"ops": {"alter_sync": {"config": {"full": full}}}}
-        )
-        meta = outcome.metadata
-        orders, items = meta.get("orders", {}), meta.get("order_items", {})
-        console.print(
-            f"{orders.get('mode', 'full')} sync: {orders.get('dagster/row_count', 0)} orders, "
-            f"{items.get('dagster/row_count', 0)} items, "
-            f"{meta.get('products', {}).get('dagster/row_count', 0)} products in "
-            f"{orders.get('sync_duration_s', 0)} s with {orders.get('api_requests', 0)} requests "
-            f"(run {outcome.run_id}); events: {orders.get('events') or 'none'}"
-        )
-        if outcome.failed_checks:
-            raise RunFailed(f"failed checks: {', '.join(outcome.failed_checks)}")
+        run_config = {"ops": {"alter_sync": {"config": {"full": full}}}}
+        for name, outcome in _each_storefront("sync_job", conf, storefront, run_config):
+            _print_sync(name, outcome)
 
     guarded(run)
+
+
+def _print_sync(name: str | None, outcome: Any) -> None:
+    meta = outcome.metadata
+    orders, items = meta.get("orders", {}), meta.get("order_items", {})
+    console.print(
+        f"{f'{name}: ' if name else ''}"
+        f"{orders.get('mode', 'full')} sync: {orders.get('dagster/row_count', 0)} orders, "
+        f"{items.get('dagster/row_count', 0)} items, "
+        f"{meta.get('products', {}).get('dagster/row_count', 0)} products in "
+        f"{orders.get('sync_duration_s', 0)} s with {orders.get('api_requests', 0)} requests "
+        f"(run {outcome.run_id}); events: {orders.get('events') or 'none'}"
+    )
+    if outcome.failed_checks:
+        raise RunFailed(f"failed checks: {', '.join(outcome.failed_checks)}")
+
+
+def _each_storefront(
+    job: str, conf: Settings, only: str | None, run_config: dict[str, Any] | None = None
+) -> Iterator[tuple[str | None, Any]]:
+    """Run `job` once, or once per storefront of storefronts.yaml (or just `only`); a failing
+    storefront does not stop the others, and the command fails at the end naming each."""
+    from alter_pipeline.storefronts import configured
+
+    storefronts = configured(conf.storefronts_file)
+    if storefronts is None:
+        if only is not None:
+            raise UsageProblem(f"--storefront needs {conf.storefronts_file}, not found")
+        if job == "sync_job":
+            conf.require_credentials()
+        yield None, _run_with_progress(job, conf, run_config or {})
+        return
+    names = [storefronts.get(only).name] if only else storefronts.names
+    failures = []
+    for name in names:
+        try:
+            yield name, _run_with_progress(job, conf, run_config or {}, partition=name)
+        except RunFailed as error:
+            console.print(f"[red]{name}: {error}[/red]")
+            failures.append(name)
+    if failures:
+        raise RunFailed(f"{job} failed for {', '.join(failures)} (the others succeeded)")
 
 
 @app.command()
-def analytics() -> None:
+def analytics(
+    storefront: str | None = typer.Option(
+        None, "--storefront", help="With storefronts.yaml: only this one (default: all)."
+    ),
+) -> None:
     """Rebuild the dashboard tables from the current lake snapshot."""
 
     def run() -> None:
-        outcome = _run_job("analytics_job", settings())
-        console.print(f"analytics tables rebuilt: {', '.join(sorted(outcome.metadata))}")
+        for name, outcome in _each_storefront("analytics_job", settings(), storefront):
+            prefix = f"{name}: " if name else ""
+            console.print(
+                f"{prefix}analytics tables rebuilt: {', '.join(sorted(outcome.metadata))}"
+            )
 
     guarded(run)
 
 
-def _run_job(name: str, conf: Settings, run_config: dict[str, Any] | None = None):
+def _run_job(
+    name: str,
+    conf: Settings,
+    run_config: dict[str, Any] | None = None,
+    partition: str | None = None,
+):
     from alter_pipeline.jobs_runner import run_job
 
-    outcome = run_job(name, conf, run_config)
+    outcome = run_job(name, conf, run_config, partition_key=partition)
     if not outcome.success:
         raise RunFailed(f"{name} failed: {outcome.error} (run {outcome.run_id})")
     return outcome
 
 
-def _run_with_progress(name: str, conf: Settings, run_config: dict[str, Any]):
+def _run_with_progress(
+    name: str, conf: Settings, run_config: dict[str, Any], partition: str | None = None
+):
     from rich.progress import Progress
 
     from alter_pipeline import sync as sync_module
 
     if not console.is_terminal:
-        return _run_job(name, conf, run_config)
+        return _run_job(name, conf, run_config, partition)
     with Progress(console=console, transient=True) as progress:
         tasks: dict[str, Any] = {}
 
@@ -176,7 +224,7 @@ def _run_with_progress(name: str, conf: Settings, run_config: dict[str, Any]):
 
         sync_module.progress_listeners.append(show)
         try:
-            return _run_job(name, conf, run_config)
+            return _run_job(name, conf, run_config, partition)
         finally:
             sync_module.progress_listeners.remove(show)
 

@@ -18,13 +18,16 @@ from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.storefronts import Storefronts
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource]:
-    return {
-        "alter_api": AlterApiResource(
+def build_resources(storefronts: Storefronts | None = None) -> dict[str, dg.ConfigurableResource]:
+    if storefronts is None:
+        api = AlterApiResource(
             api_key=dg.EnvVar("ALTER_API_KEY"), api_token=dg.EnvVar("ALTER_API_TOKEN")
-        ),
-        "lake": LakeResource(),
-    }
+        )
+    else:
+        # Each partition reads its own key and token from the variables storefronts.yaml
+        # names; ALTER_API_KEY/TOKEN are not needed (nor read).
+        api = AlterApiResource(api_key="", api_token="")
+    return {"alter_api": api, "lake": LakeResource()}
 
 
 def build_definitions(
@@ -51,7 +54,7 @@ def build_definitions(
             ),
             make_rules_sensor(storefronts=storefronts),
         ],
-        resources=resources or build_resources(),
+        resources=resources or build_resources(storefronts),
     )
 
 

@@ -43,16 +43,24 @@ def run_job(
     settings: Settings,
     run_config: dict[str, Any] | None = None,
     *,
+    partition_key: str | None = None,
     log_level: str = "CRITICAL",
 ) -> JobOutcome:
     """Run job `name` in this process; Dagster's console log shows `log_level` and above (the
     full event log is in the instance either way)."""
-    from alter_pipeline.definitions import defs
+    from alter_pipeline.definitions import build_definitions
+    from alter_pipeline.storefronts import configured
 
+    # Built for these settings (not the module's `defs`, fixed when first imported), so a
+    # storefronts file set since then is honoured.
+    defs = build_definitions(configured(settings.storefronts_file))
     job = defs.resolve_job_def(name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}} | (run_config or {})
     result = job.execute_in_process(
-        run_config=config, instance=instance(settings), raise_on_error=False
+        run_config=config,
+        instance=instance(settings),
+        raise_on_error=False,
+        partition_key=partition_key,
     )
     outcome = JobOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:

@@ -137,11 +137,15 @@ def _entry(raw: object, where: str) -> Storefront:
     base_url = raw.get("base_url") or DEFAULT_BASE_URL
     if not isinstance(base_url, str):
         raise StorefrontsError(f"{where}.base_url: expected an http(s) URL")
+    try:
+        base_url = validate_base_url(base_url, variable=f"{where}.base_url")
+    except ConfigError as error:
+        raise StorefrontsError(str(error)) from None
     return Storefront(
         name=name,
         api_key_env=raw["api_key_env"],
         api_token_env=raw["api_token_env"],
-        base_url=validate_base_url(base_url, variable=f"{where}.base_url"),
+        base_url=base_url,
     )
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from alter_pipeline.emulator.config import BASE_PATH, DEMO_KEY, DEMO_TOKEN
+from alter_pipeline.instance import resolve_dagster_home
 
 
 def run_ui(*, port: int, emulator_port: int, orders: int) -> None:
@@ -25,7 +26,7 @@ def run_ui(*, port: int, emulator_port: int, orders: int) -> None:
         ALTER_API_TOKEN=os.environ.get("ALTER_API_TOKEN") or DEMO_TOKEN,
         ALTER_SCHEDULES_RUNNING="1",
         ALTER_SYNC_CRON=os.environ.get("ALTER_SYNC_CRON", "* * * * *"),
-        DAGSTER_HOME=str(Path(os.environ.get("DAGSTER_HOME", "dagster_home")).absolute()),
+        DAGSTER_HOME=str(resolve_dagster_home(os.environ)),
     )
     emulator_cmd = [
         str(bin_dir / "alter-pipeline"), "emulator", "--live", "--port", str(emulator_port),
