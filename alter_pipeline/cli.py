@@ -159,6 +159,7 @@ def _each_storefront(
             conf.require_credentials()
         yield None, _run_with_progress(job, conf, run_config or {})
         return
+    only = only or conf.storefront
     names = [storefronts.get(only).name] if only else storefronts.names
     failures = []
     for name in names:

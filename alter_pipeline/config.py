@@ -57,6 +57,8 @@ class Settings:
     webhooks_file: Path = Path("webhooks.yaml")
     # Several storefronts (alter_pipeline/storefronts.py) when this file exists.
     storefronts_file: Path = Path("storefronts.yaml")
+    # Which of them the rules and webhooks commands work on (ALTER_STOREFRONT).
+    storefront: str | None = None
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True) -> Settings:
@@ -72,6 +74,7 @@ class Settings:
             rules_file=Path(env.get("ALTER_RULES_FILE") or "rules.yaml"),
             webhooks_file=Path(env.get("ALTER_WEBHOOKS_FILE") or "webhooks.yaml"),
             storefronts_file=Path(env.get("ALTER_STOREFRONTS_FILE") or "storefronts.yaml"),
+            storefront=env.get("ALTER_STOREFRONT") or None,
         )
 
     def require_credentials(self) -> None:

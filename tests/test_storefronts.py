@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,10 @@ import yaml
 from typer.testing import CliRunner
 
 from alter_pipeline.cli import app
-from alter_pipeline.config import ConfigError
+from alter_pipeline.config import ConfigError, Settings
 from alter_pipeline.storefronts import (
     StorefrontsError,
+    for_storefront,
     lake_root,
     link_name,
     parse_storefronts,
@@ -111,3 +113,24 @@ def test_cli_sync_runs_every_storefront_and_names_the_one_that_failed(
     only_berlin = CliRunner(env=env).invoke(app, ["sync", "--storefront", "berlin"])
     assert only_berlin.exit_code == 0, only_berlin.output
     assert "berlin: incremental sync: 15 orders" in only_berlin.stdout
+
+
+def test_commands_on_one_storefronts_state_need_alter_storefront(tmp_path: Path):
+    path = tmp_path / "storefronts.yaml"
+    path.write_text(VALID)
+    base = Settings(data_dir=tmp_path, storefronts_file=path)
+    with pytest.raises(ConfigError, match="set ALTER_STOREFRONT to one of berlin, paris"):
+        for_storefront(base)
+    with pytest.raises(ConfigError, match="storefront paris has no lake yet"):
+        for_storefront(dataclasses.replace(base, storefront="paris"))
+    (tmp_path / "storefront_id=77").mkdir()
+    link_name(tmp_path, "paris", 77)
+    paris = for_storefront(dataclasses.replace(base, storefront="paris"))
+    assert paris.data_dir == (tmp_path / "storefront_id=77").resolve()
+
+
+def test_without_storefronts_yaml_settings_stay_as_they_are(tmp_path: Path):
+    base = Settings(data_dir=tmp_path, storefronts_file=tmp_path / "absent.yaml")
+    assert for_storefront(base) is base
+    with pytest.raises(ConfigError, match="ALTER_STOREFRONT is set but"):
+        for_storefront(dataclasses.replace(base, storefront="berlin"))

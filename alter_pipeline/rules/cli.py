@@ -142,8 +142,9 @@ def test(
 
 def _settings() -> Any:
     from alter_pipeline.config import Settings
+    from alter_pipeline.storefronts import for_storefront
 
-    return Settings.from_env()
+    return for_storefront(Settings.from_env())
 
 
 def _explain_orders(ruleset: RuleSet, order_ids: list[int], now: datetime, *, live: bool) -> None:
@@ -279,14 +280,15 @@ def apply(
         from alter_pipeline.cli import RunFailed
         from alter_pipeline.jobs_runner import run_job
 
-        conf.require_credentials()
+        if conf.storefront is None:
+            conf.require_credentials()  # else storefronts.yaml names the variables
         if now:
             _parse_now(now)
         config: dict[str, Any] = {"rules_file": str(path.absolute()), "dry_run": dry_run}
         config |= {"max_transitions": max_transitions} if max_transitions is not None else {}
         config |= {"now": now} if now else {}
         run_config = {"ops": {"status_transitions": {"config": config}}}
-        outcome = run_job("apply_rules_job", conf, run_config)
+        outcome = run_job("apply_rules_job", conf, run_config, partition_key=conf.storefront)
         meta = outcome.metadata.get("status_transitions", {})
         if meta:
             _print_outcome(meta, outcome.run_id)

@@ -62,7 +62,9 @@ def shout(label: str, text: str) -> None:
 
 
 def _settings() -> Settings:
-    return Settings.from_env()
+    from alter_pipeline.storefronts import for_storefront
+
+    return for_storefront(Settings.from_env())
 
 
 def _when(moment: datetime | None) -> str:
