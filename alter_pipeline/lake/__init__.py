@@ -7,6 +7,7 @@ from alter_pipeline.lake.snapshot import (
     LakeConflictError,
     Snapshot,
     SnapshotWriter,
+    lake_at,
 )
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "SnapshotWriter",
     "attach_to_duckdb",
     "is_remote",
+    "lake_at",
     "object_store",
 ]

@@ -26,7 +26,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -83,18 +83,24 @@ def object_store(url: str) -> tuple[pafs.FileSystem, str]:
     return filesystem, path.rstrip("/")
 
 
-@dataclass
 class RemoteStore:
     """The object-store side of one lake: snapshot transfers and the CURRENT pointer."""
 
-    url: str
-    fs: pafs.FileSystem
-    base: str
+    def __init__(self, url: str) -> None:
+        self.url = url
 
-    @classmethod
-    def open(cls, url: str) -> RemoteStore:
-        filesystem, base = object_store(url)
-        return cls(url=url, fs=filesystem, base=base)
+    @cached_property
+    def _opened(self) -> tuple[pafs.FileSystem, str]:
+        # On first use, not in Lake(): resolving a bucket's region may take a request.
+        return object_store(self.url)
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self._opened[0]
+
+    @property
+    def base(self) -> str:
+        return self._opened[1]
 
     @property
     def location(self) -> str:
@@ -233,16 +239,22 @@ class RemoteStore:
 
 
 def _run_all(task: Callable[[Any], None], items: Iterable[Any]) -> None:
-    """Run `task` over `items` on a few threads (pyarrow I/O releases the GIL); the first
-    failure is raised once all have stopped."""
+    """Run `task` over `items` on a few threads (pyarrow I/O releases the GIL). The first
+    failure cancels what has not started and is raised once the running ones have stopped."""
     items = list(items)
     if len(items) <= 1:
         for item in items:
             task(item)
         return
     with ThreadPoolExecutor(max_workers=TRANSFER_THREADS) as pool:
-        for future in [pool.submit(task, item) for item in items]:
-            future.result()
+        futures = [pool.submit(task, item) for item in items]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 # ---- DuckDB ------------------------------------------------------------------------------
@@ -254,7 +266,7 @@ def attach_to_duckdb(con: duckdb.DuckDBPyConnection, url: str) -> str:
     """Make `con` able to read the lake at `url`; returns how: "local" (a plain path),
     "httpfs" (DuckDB's own S3 reader, with a temporary secret from the AWS variables) or
     "fsspec" (DuckDB reads through pyarrow's client, wrapped by fsspec)."""
-    store = RemoteStore.open(url)
+    store = RemoteStore(url)
     if store.is_local:
         return "local"
     scheme = urlsplit(url).scheme

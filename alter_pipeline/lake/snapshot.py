@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -67,7 +68,8 @@ MANIFEST = "manifest.json"
 ROW_GROUP_ROWS = 128 * 1024
 # A download or a staged link this old was left by a killed process, not one in progress.
 STALE_AFTER_S = 3600.0
-# current() retries when the snapshot it downloads is collected meanwhile (writers moved on).
+# current() tries again when the snapshot it downloads is collected meanwhile (writers
+# moved on): it then follows the newer CURRENT.
 MIRROR_ATTEMPTS = 3
 ID_STAMP = "%Y%m%dT%H%M%S%fZ"
 
@@ -259,7 +261,7 @@ class Lake:
         self.link = self.root / "lake"
         self.snapshots_dir = self.root / "snapshots"
         self.keep = keep
-        self.remote = RemoteStore.open(remote) if remote else None
+        self.remote = RemoteStore(remote) if remote else None
 
     @property
     def location(self) -> str:
@@ -271,18 +273,10 @@ class Lake:
     def current(self) -> Snapshot | None:
         if self.remote is None:
             return self._linked()
-        for attempt in range(1, MIRROR_ATTEMPTS + 1):
-            snapshot_id = self.remote.current_id()
-            if snapshot_id is None:
-                return None
-            try:
-                snapshot = self._mirror(snapshot_id)
-                self._point_link_at(snapshot_id)
-                return snapshot
-            except FileNotFoundError:
-                if attempt == MIRROR_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        for _ in range(MIRROR_ATTEMPTS - 1):
+            with contextlib.suppress(FileNotFoundError):
+                return self._follow_remote()
+        return self._follow_remote()
 
     def get(self, snapshot_id: str | None) -> Snapshot | None:
         if snapshot_id is None:
@@ -327,6 +321,16 @@ class Lake:
         return self.load(self.link.resolve())
 
     # ---- mirroring (with a remote) ------------------------------------------------------------
+
+    def _follow_remote(self) -> Snapshot | None:
+        """The snapshot CURRENT names, mirrored, with `lake` linked to it."""
+        assert self.remote is not None
+        snapshot_id = self.remote.current_id()
+        if snapshot_id is None:
+            return None
+        snapshot = self._mirror(snapshot_id)
+        self._point_link_at(snapshot_id)
+        return snapshot
 
     def _mirror(self, snapshot_id: str) -> Snapshot:
         """The local copy of a published snapshot, downloaded if the mirror lacks it.
@@ -503,6 +507,21 @@ class Lake:
             return
         if deleted:
             log.info("deleted %d old snapshots at %s", len(deleted), self.location)
+
+
+def lake_at(data_dir: Path, remote: str | None = None, root: Path | None = None) -> Lake:
+    """The lake at `root` (default `data_dir`; or a storefront's root under it). With
+    `remote` (the URL ALTER_DATA_DIR names), `data_dir` is the local mirror and `root` is
+    published at the same relative place under the URL."""
+    root = root or data_dir
+    if remote is None:
+        return Lake(root)
+    relative = root.relative_to(data_dir).as_posix()
+    if relative == ".":
+        return Lake(root, remote=remote)
+    parts = urlsplit(remote)
+    path = f"{parts.path.rstrip('/')}/{relative}"
+    return Lake(root, remote=urlunsplit(parts._replace(path=path)))
 
 
 def _carried_files(writer: SnapshotWriter) -> set[str]:

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from alter_pipeline.lake import Lake, LakeConflictError, remote
+from alter_pipeline.lake import Lake, LakeConflictError, lake_at, remote
 from alter_pipeline.lake.remote import attach_to_duckdb, is_remote, object_store
 
 
@@ -297,3 +297,14 @@ def test_a_real_sync_writes_an_s3_lake_that_a_fresh_mirror_syncs_incrementally(
 )
 def test_is_remote_tells_an_object_store_url_from_a_directory(location, remote):
     assert is_remote(location) is remote
+
+
+def test_a_storefront_root_is_published_at_the_same_place_under_the_url(tmp_path):
+    root = tmp_path / "storefront_id=7"
+    lake = lake_at(tmp_path, "s3://bucket/lake?region=eu-west-1", root)
+    assert (lake.root, lake.remote.url) == (
+        root,
+        "s3://bucket/lake/storefront_id=7?region=eu-west-1",
+    )
+    assert lake_at(tmp_path, "s3://bucket/lake").remote.url == "s3://bucket/lake"
+    assert lake_at(tmp_path, None, root).remote is None
