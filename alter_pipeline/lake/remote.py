@@ -6,10 +6,16 @@ Layout under the lake's URL::
     snapshots/<snapshot_id>/manifest.json                           written last of them
     CURRENT                                                         {"snapshot_id": ...}
 
-A snapshot becomes current when one PUT overwrites CURRENT; a single PUT is atomic on S3 (and
-S3 reads are strongly consistent), so a reader sees the old snapshot or the new one. Objects
-of a snapshot CURRENT never named are garbage that a later writer collects. `Lake` (snapshot.py)
-drives this module: it stages snapshots in a local mirror and publishes them here.
+A snapshot becomes current when one write overwrites CURRENT. An object write is atomic on S3
+(pyarrow 26 uploads even a tiny object as a multipart upload: the object appears, whole, when
+the upload completes) and S3 reads are strongly consistent, so a reader sees the old snapshot
+or the new one. Objects of a snapshot CURRENT never named are garbage that a later writer
+collects. `Lake` (snapshot.py) drives this module: it stages snapshots in a local mirror and
+publishes them here.
+
+A local directory as `file://` URL works too (CURRENT is then replaced by a rename), handy for
+a shared volume; any other pyarrow filesystem URL (gs://, abfs://, hdfs://) goes through the
+same calls, but only S3 (moto) and local files are tested.
 
 Credentials come from the standard AWS variables, read by pyarrow's S3 client itself
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION or
@@ -128,7 +134,7 @@ class RemoteStore:
     def set_current(self, snapshot_id: str) -> None:
         data = json.dumps({"snapshot_id": snapshot_id}).encode()
         if not self.is_local:
-            self.write_bytes(CURRENT, data)  # one PUT: the atomic switch
+            self.write_bytes(CURRENT, data)  # one object write: the atomic switch
             return
         # A local file is rewritten in place: write beside it and rename over it instead.
         staged = f"{CURRENT}.{uuid.uuid4().hex}"

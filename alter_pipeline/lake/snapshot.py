@@ -24,10 +24,10 @@ commit publishes the snapshot before switching the mirror:
 3. PUT CURRENT (the atomic switch every machine observes), then rename and swap `lake`
    locally, then collect old snapshots in the store and in the mirror.
 
-`current()` reads CURRENT (one small GET) and, when the mirror lacks that snapshot, downloads
-it (files the mirror already has are hard-linked) and swaps `lake` to it, so every local reader
-follows the store. A sync killed at any point leaves CURRENT unchanged; the objects of a
-snapshot it never published are deleted by a later writer's garbage collection.
+`current()` reads CURRENT (a HEAD and a GET of a tiny object) and, when the mirror lacks that
+snapshot, downloads it (files the mirror already has are hard-linked) and swaps `lake` to it,
+so every local reader follows the store. A sync killed at any point leaves CURRENT unchanged;
+the objects of a snapshot it never published are deleted by a later writer's garbage collection.
 
 Limits. The fcntl lock serialises writers of one mirror only. Across machines the guards are
 the compare-before-switch of step 2 and Dagster's one-run-per-storefront concurrency limit;

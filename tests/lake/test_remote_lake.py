@@ -308,3 +308,17 @@ def test_a_storefront_root_is_published_at_the_same_place_under_the_url(tmp_path
     )
     assert lake_at(tmp_path, "s3://bucket/lake").remote.url == "s3://bucket/lake"
     assert lake_at(tmp_path, None, root).remote is None
+
+
+def test_the_duckdb_s3_secret_is_temporary_and_built_from_the_aws_variables(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "it's-secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio.internal:9000")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    sql = remote.s3_secret_sql("s3://bucket/lake")
+    assert sql.startswith("CREATE OR REPLACE TEMPORARY SECRET")
+    assert "SECRET 'it''s-secret'" in sql
+    assert "ENDPOINT 'minio.internal:9000'" in sql
+    assert "URL_STYLE 'path'" in sql and "USE_SSL false" in sql
+    assert "SESSION_TOKEN" not in sql
