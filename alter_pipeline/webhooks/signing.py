@@ -63,6 +63,7 @@ def event_data(event: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(details, dict):
         details = {"payload": details}
     identity = {
+        "storefront_id": event.get("storefront_id"),
         "event_id": event["event_id"],
         "order_id": event.get("order_id"),
         "product_id": event.get("product_id"),

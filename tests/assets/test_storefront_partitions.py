@@ -3,7 +3,9 @@ partition of every asset, synced side by side into one warehouse."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from alter_pipeline.definitions import build_definitions
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.storefronts import load_storefronts, root_of
 from alter_pipeline.warehouse import connect
+from alter_pipeline.webhooks.receiver import run_receiver
 
 RULES = """
 rules:
@@ -183,3 +186,25 @@ def test_a_key_pointed_at_another_storefront_gets_that_storefronts_lake(
     with duckdb.connect() as con:
         ids = con.execute(f"SELECT DISTINCT storefront_id FROM read_parquet('{files}')").fetchall()
     assert ids == [(12,)]
+
+
+def test_a_webhook_endpoint_scoped_to_one_storefront_gets_only_its_events(
+    two_storefronts, tmp_path, monkeypatch
+):
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("PARIS_HOOK_SECRET", secret)
+    full = {"ops": {"alter_sync": {"config": {"full": True, "emit_initial": True}}}}
+    for name in ("berlin", "paris"):
+        assert run_job(two_storefronts, "sync_job", name, run_config=full).success
+    with run_receiver(secret) as receiver:
+        hooks = tmp_path / "webhooks.yaml"
+        hooks.write_text(
+            "endpoints:\n"
+            f"  - {{id: paris-shop, url: '{receiver.url}', events: ['order.*'],"
+            " secret_env: PARIS_HOOK_SECRET, storefront: paris}\n"
+        )
+        monkeypatch.setenv("ALTER_WEBHOOKS_FILE", str(hooks))
+        for name in ("berlin", "paris"):
+            assert run_job(two_storefronts, "deliver_webhooks_job", name).success
+    storefronts = {json.loads(r.body)["data"]["storefront_id"] for r in receiver.received}
+    assert len(receiver.received) == 25 and storefronts == {77}

@@ -57,6 +57,7 @@ def test_the_payload_carries_type_event_time_and_before_after(shop, receiver):
         "data": {
             "before": {"status": "new"},
             "after": {"status": "paid"},
+            "storefront_id": 12,
             "event_id": row["event_id"],
             "order_id": 42,
             "product_id": None,

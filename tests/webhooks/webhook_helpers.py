@@ -41,6 +41,7 @@ def event(
     if order_id is None and product_id is None:
         order_id = 1000 + sequence
     return {
+        "storefront_id": 12,
         "event_id": f"evt_{sequence:06d}_{event_type.replace('.', '_')}",
         "event_type": event_type,
         "order_id": order_id,
