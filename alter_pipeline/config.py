@@ -46,12 +46,28 @@ def validate_base_url(url: str, variable: str = "ALTER_API_BASE_URL") -> str:
     return url.rstrip("/")
 
 
+def data_location(data_dir: str, cache_dir: str | None) -> dict[str, object]:
+    """A local data directory, or an object-store URL plus the local mirror that stages it."""
+    if "://" not in data_dir:
+        return {"data_dir": Path(data_dir).absolute(), "lake_url": None}
+    scheme = data_dir.split("://", 1)[0]
+    if scheme == "file":
+        return {"data_dir": Path(data_dir[len("file://") :]).absolute(), "lake_url": None}
+    if not data_dir.split("://", 1)[1].strip("/"):
+        raise ConfigError(f"ALTER_DATA_DIR must name a bucket, got {data_dir!r}")
+    cache = Path(cache_dir or ".alter-cache").absolute()
+    return {"data_dir": cache, "lake_url": data_dir.rstrip("/")}
+
+
 @dataclass(frozen=True)
 class Settings:
     base_url: str = DEFAULT_BASE_URL
     api_key: str = field(default="", repr=False)
     api_token: str = field(default="", repr=False)
     data_dir: Path = Path("data")
+    # With ALTER_DATA_DIR=s3://bucket/prefix (any pyarrow filesystem URL) the lake lives there
+    # and data_dir is the local working directory mirroring it ($ALTER_CACHE_DIR).
+    lake_url: str | None = None
     dagster_home: Path = Path("dagster_home")
     rules_file: Path = Path("rules.yaml")
     webhooks_file: Path = Path("webhooks.yaml")
@@ -69,7 +85,7 @@ class Settings:
             base_url=validate_base_url(env.get("ALTER_API_BASE_URL") or DEFAULT_BASE_URL),
             api_key=env.get("ALTER_API_KEY", ""),
             api_token=env.get("ALTER_API_TOKEN", ""),
-            data_dir=Path(env.get("ALTER_DATA_DIR") or "data").absolute(),
+            **data_location(env.get("ALTER_DATA_DIR") or "data", env.get("ALTER_CACHE_DIR")),
             dagster_home=resolve_dagster_home(env),
             rules_file=Path(env.get("ALTER_RULES_FILE") or "rules.yaml"),
             webhooks_file=Path(env.get("ALTER_WEBHOOKS_FILE") or "webhooks.yaml"),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
-from alter_pipeline.config import Settings, validate_base_url
+from alter_pipeline.config import Settings, data_location, validate_base_url
 from alter_pipeline.lake import Lake
+from alter_pipeline.lake.locate import open_lake
 
 if TYPE_CHECKING:
     from alter_pipeline.api import AlterClient
@@ -54,11 +57,23 @@ class AlterApiResource(dg.ConfigurableResource):
 class LakeResource(dg.ConfigurableResource):
     """Where the Parquet lake and the DuckDB warehouse live ($ALTER_DATA_DIR, default ./data)."""
 
-    data_dir: str | None = None
+    data_dir: str | None = Field(
+        default=None,
+        description="A directory, or an object-store URL (s3://bucket/prefix) whose local "
+        "mirror is $ALTER_CACHE_DIR. Default: $ALTER_DATA_DIR.",
+    )
+
+    def settings(self) -> Settings:
+        settings = Settings.from_env()
+        if not self.data_dir:
+            return settings
+        location = data_location(self.data_dir, os.environ.get("ALTER_CACHE_DIR"))
+        return dataclasses.replace(settings, **location)
 
     def path(self) -> Path:
-        return Path(self.data_dir).absolute() if self.data_dir else Settings.from_env().data_dir
+        """The local working directory (the lake itself, or the object store's mirror)."""
+        return self.settings().data_dir
 
     def lake(self, root: Path | None = None) -> Lake:
         """The lake at the data directory, or at one storefront's root under it."""
-        return Lake(root or self.path())
+        return open_lake(root or self.path(), self.settings())

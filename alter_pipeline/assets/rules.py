@@ -18,7 +18,8 @@ from pydantic import Field
 from alter_pipeline.assets.jobs import sensor_default_status
 from alter_pipeline.assets.scope import Scope, Tick, scope_of, tick_each_storefront
 from alter_pipeline.config import Settings
-from alter_pipeline.lake import Lake, Snapshot
+from alter_pipeline.lake import Snapshot
+from alter_pipeline.lake.locate import open_lake
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.rules import audit
 from alter_pipeline.rules.parse import RulesError, content_hash, load_rules, parse_rules
@@ -211,7 +212,8 @@ def make_rules_sensor(
             return dg.SkipReason(f"{path} has no enabled rule")
 
         def evaluate(root: Path, cursor: str | None, partition: str | None) -> Tick:
-            return _rules_tick(path, content_hash(text), Lake(root).current(), cursor, partition)
+            snapshot = open_lake(root).current()
+            return _rules_tick(path, content_hash(text), snapshot, cursor, partition)
 
         return tick_each_storefront(context, lake, storefronts, evaluate)
 

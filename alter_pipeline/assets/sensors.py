@@ -10,13 +10,13 @@ import dagster as dg
 from alter_pipeline.assets.jobs import sensor_default_status
 from alter_pipeline.assets.scope import Tick, tick_each_storefront
 from alter_pipeline.config import Settings
-from alter_pipeline.lake import Lake
+from alter_pipeline.lake.locate import open_lake
 from alter_pipeline.resources import LakeResource
 from alter_pipeline.storefronts import Storefronts
 
 
 def _latest_sequence(root: Path) -> int:
-    snapshot = Lake(root).current()
+    snapshot = open_lake(root).current()
     return int(snapshot.meta("last_sequence", 0)) if snapshot else 0
 
 

@@ -178,10 +178,10 @@ def _live_rank(rule: Any) -> tuple[bool, int, int]:
 
 
 def _warehouse_facts(order_ids: list[int]) -> dict[int, Any]:
-    from alter_pipeline.lake import Lake
+    from alter_pipeline.lake.locate import open_lake
     from alter_pipeline.rules.data import NoDataError, load_facts, snapshot_connection
 
-    snapshot = Lake(_settings().data_dir).current()
+    snapshot = open_lake(_settings().data_dir).current()
     try:
         con = snapshot_connection(snapshot)
     except NoDataError as error:
@@ -215,12 +215,12 @@ def _live_facts(order_ids: list[int]) -> dict[int, Any]:
 
 def _synced_if_any(order_ids: list[int]) -> dict[int, Any]:
     """Warehouse values of fields the API's detail shape lacks, when the lake has the order."""
-    from alter_pipeline.lake import Lake
+    from alter_pipeline.lake.locate import open_lake
     from alter_pipeline.rules.data import NoDataError, snapshot_connection, synced_columns
     from alter_pipeline.rules.evaluate import DETAIL_SHAPE_GAPS
 
     try:
-        con = snapshot_connection(Lake(_settings().data_dir).current())
+        con = snapshot_connection(open_lake(_settings().data_dir).current())
     except NoDataError:
         return {}
     with con:
@@ -228,12 +228,12 @@ def _synced_if_any(order_ids: list[int]) -> dict[int, Any]:
 
 
 def _preview(ruleset: RuleSet, now: datetime) -> None:
-    from alter_pipeline.lake import Lake
+    from alter_pipeline.lake.locate import open_lake
     from alter_pipeline.rules.apply import blast_radius, make_plan
     from alter_pipeline.rules.compile import find_matches
     from alter_pipeline.rules.data import NoDataError, snapshot_connection
 
-    snapshot = Lake(_settings().data_dir).current()
+    snapshot = open_lake(_settings().data_dir).current()
     try:
         con = snapshot_connection(snapshot)
     except NoDataError as error:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from alter_pipeline.config import ConfigError, Settings
 from alter_pipeline.events.schema import ORDER_EVENTS, ORDER_EVENTS_TABLE
-from alter_pipeline.lake import Lake
+from alter_pipeline.lake.locate import open_lake
 from alter_pipeline.lake.schemas import UTC_TIMESTAMP
 from alter_pipeline.webhooks.clock import system_clock
 from alter_pipeline.webhooks.config import (
@@ -41,7 +41,7 @@ CHUNK_EVENTS = 1000
 
 def event_files(data_dir: Path) -> list[Path]:
     """Parquet files of `order_events` in the current snapshot (none before the first one)."""
-    snapshot = Lake(data_dir).current()
+    snapshot = open_lake(data_dir).current()
     if snapshot is None:
         return []
     return sorted(snapshot.table_dir(ORDER_EVENTS_TABLE).rglob("*.parquet"))
