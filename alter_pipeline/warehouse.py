@@ -18,7 +18,9 @@ from pathlib import Path
 
 import duckdb
 
-from alter_pipeline.storefronts import storefront_roots
+from alter_pipeline.config import Settings
+from alter_pipeline.lake.snapshot import Lake, lake_at
+from alter_pipeline.storefronts import ROOT_PREFIX, storefront_roots
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,13 @@ def lake_tables(data_dir: Path) -> list[str]:
 
 
 def ensure_views(data_dir: Path) -> ViewSync:
-    """Create a view per lake table, touching the file only when the definitions changed."""
+    """Create a view per lake table, touching the file only when the definitions changed.
+
+    With an object-store lake the views read the local mirror (their paths stay stable and
+    any DuckDB client can open the file), refreshed from the store first."""
+    data_dir = _deployment_dir(data_dir)
+    for lake in remote_lakes(data_dir):
+        lake.current()  # mirrors the store's current snapshot and links it
     tables = lake_tables(data_dir)
     statements = [view_sql(data_dir, t) for t in tables]
     digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
@@ -93,8 +101,13 @@ def connect(data_dir: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnect
     """A connection that sees every lake table as a view.
 
     Opens the warehouse file read-only; if a writer holds it (or it does not exist yet), falls
-    back to an in-memory database with the same views so queries still answer.
+    back to an in-memory database with the same views so queries still answer. With an
+    object-store lake, the views read the store's current snapshots there (httpfs, or fsspec
+    over pyarrow's S3 client where httpfs cannot be installed).
     """
+    lakes = remote_lakes(data_dir)
+    if lakes:
+        return object_store_connection(lakes)
     path = data_dir / WAREHOUSE_FILE
     if path.is_file():
         try:
@@ -122,4 +135,59 @@ def memory_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     for table in lake_tables(data_dir):
         con.execute(view_sql(data_dir, table))
+    return con
+
+
+# ---- a lake on object storage ------------------------------------------------------------------
+
+
+def _deployment_dir(data_dir: Path) -> Path:
+    """The deployment's data directory, also when given one storefront's root under it (the
+    warehouse spans every storefront)."""
+    return data_dir.parent if data_dir.name.startswith(ROOT_PREFIX) else data_dir
+
+
+def remote_lakes(data_dir: Path) -> list[Lake]:
+    """Every lake published under ALTER_DATA_DIR's object-store URL (the deployment's and each
+    storefront's `storefront_id=<id>`), found by listing the store: a fresh machine knows
+    them too. Empty for a local lake."""
+    settings = Settings.from_env(dotenv=False)
+    if settings.lake_url is None:
+        return []
+    from pyarrow import fs as pafs
+
+    from alter_pipeline.lake.remote import object_store
+
+    store, base = object_store(settings.lake_url)
+    listing = store.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    names = {info.base_name: info.type for info in listing}
+    roots = [data_dir] if names.get("CURRENT") == pafs.FileType.File else []
+    roots += [
+        data_dir / name
+        for name, kind in sorted(names.items())
+        if name.startswith(ROOT_PREFIX) and kind == pafs.FileType.Directory
+    ]
+    return [lake_at(data_dir, settings.lake_url, root) for root in roots]
+
+
+def object_store_connection(lakes: list[Lake]) -> duckdb.DuckDBPyConnection:
+    """In-memory views over the current snapshot of every lake, read in the object store."""
+    con = duckdb.connect(":memory:")
+    lakes[0].attach_to_duckdb(con)  # one store, one registration for its URL scheme
+    patterns: dict[str, list[str]] = {}
+    for lake in lakes:
+        assert lake.remote is not None
+        snapshot_id = lake.remote.current_id()
+        manifest = lake.remote.manifest(snapshot_id) if snapshot_id else None
+        for table in (manifest or {}).get("tables", {}):
+            patterns.setdefault(table, []).append(
+                f"{lake.remote.snapshot_url(snapshot_id)}/{table}/**/*.parquet"
+            )
+    for table, globs in sorted(patterns.items()):
+        listed = ", ".join(f"'{_quote(g)}'" for g in globs)
+        partitioned = "true" if table in PARTITIONED_TABLES else "false"
+        con.execute(
+            f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{listed}], '
+            f"hive_partitioning = {partitioned}, union_by_name = true)"
+        )
     return con

@@ -5,6 +5,8 @@
   zeroed counters (`RunningEmulator.reset`), so the fixture costs a few milliseconds.
 * `emulator_factory(**config)`: a dedicated server with any `EmulatorConfig` fields (latency,
   faults, scopes, live mode, ...); all are stopped at teardown.
+* `s3_url`: `s3://<fresh bucket>/lake` on a real S3 server (moto's server mode, started once
+  per session on first use), with the standard AWS variables pointing at it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from s3_server import S3Server, start_s3_server
 
 from alter_pipeline.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
@@ -62,3 +65,25 @@ def emulator_factory(
     for emulator in started:
         emulator.stop(wait=False)
     _stopping_emulators.extend(started)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = start_s3_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`s3://<fresh bucket>/lake`, with the standard AWS variables pointing at the server
+    (and nothing of this machine's own AWS configuration in the way)."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    bucket = s3_server.create_bucket()
+    s3_server.requests.clear()
+    return f"s3://{bucket}/lake"
