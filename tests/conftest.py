@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +21,10 @@ from s3_server import S3Server, start_s3_server
 from alter_pipeline.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
 SMALL_STORE: dict[str, Any] = {"orders": 120, "products": 12, "seed": 7}
+
+# A developer's own storefronts.yaml in the checkout must not partition the tests' assets:
+# tests that want several storefronts point ALTER_STOREFRONTS_FILE at their own file.
+os.environ["ALTER_STOREFRONTS_FILE"] = "/nonexistent/storefronts.yaml"
 
 
 @pytest.fixture(scope="session")

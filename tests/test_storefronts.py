@@ -16,6 +16,7 @@ from alter_pipeline.storefronts import (
     for_storefront,
     lake_root,
     link_name,
+    load_storefronts,
     parse_storefronts,
     root_of,
     storefront_roots,
@@ -134,3 +135,8 @@ def test_without_storefronts_yaml_settings_stay_as_they_are(tmp_path: Path):
     assert for_storefront(base) is base
     with pytest.raises(ConfigError, match="ALTER_STOREFRONT is set but"):
         for_storefront(dataclasses.replace(base, storefront="berlin"))
+
+
+def test_the_example_file_parses():
+    example = Path(__file__).parent.parent / "storefronts.example.yaml"
+    assert load_storefronts(example).names == ["berlin", "paris"]
