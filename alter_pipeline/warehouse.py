@@ -74,11 +74,10 @@ def lake_tables(data_dir: Path) -> list[str]:
 def ensure_views(data_dir: Path) -> ViewSync:
     """Create a view per lake table, touching the file only when the definitions changed.
 
-    With an object-store lake the views read the local mirror (their paths stay stable and
-    any DuckDB client can open the file), refreshed from the store first."""
+    With an object-store lake the views read this machine's mirror (stable paths, so any
+    DuckDB client opens the file; refreshing every storefront's mirror after each sync would
+    download all of them): `connect` is what reads the store's current snapshots."""
     data_dir = _deployment_dir(data_dir)
-    for lake in remote_lakes(data_dir):
-        lake.current()  # mirrors the store's current snapshot and links it
     tables = lake_tables(data_dir)
     statements = [view_sql(data_dir, t) for t in tables]
     digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
