@@ -15,7 +15,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from alter_pipeline.lake import Lake
-from alter_pipeline.lake.schemas import UTC_TIMESTAMP
+from alter_pipeline.lake.schemas import UTC_TIMESTAMP, with_storefront
 
 TABLE = "status_transitions"
 APPLIED, SKIPPED, FAILED = "applied", "skipped", "failed"
@@ -82,9 +82,9 @@ def write_audit(lake: Lake, rows: list[AuditRow], *, run_id: str) -> str | None:
     with lake.write() as writer:
         writer.carry_over(TABLE)  # earlier runs' files, hard-linked: the table is append-only
         for day, day_rows in sorted(by_date.items()):
-            writer.table(TABLE, STATUS_TRANSITIONS, partition=f"date={day}").write(
-                to_table(day_rows)
-            )
+            # The lake's schema adds storefront_id, filled by the writer from the snapshot.
+            lake_schema = with_storefront(STATUS_TRANSITIONS)
+            writer.table(TABLE, lake_schema, partition=f"date={day}").write(to_table(day_rows))
         if writer.parent is not None:  # the synced tables are carried over, so is their meta
             writer.meta.update(writer.parent.manifest.get("meta", {}))
         writer.meta.update(rules_run_id=run_id, status_transitions_rows=len(rows))
