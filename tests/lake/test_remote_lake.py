@@ -12,22 +12,11 @@ import textwrap
 from urllib.parse import urlsplit
 
 import duckdb
-import pyarrow as pa
 import pytest
+from lake_helpers import batch, write_snapshot
 
 from alter_pipeline.lake import Lake, LakeConflictError, lake_at, remote
 from alter_pipeline.lake.remote import attach_to_duckdb, is_remote, object_store
-
-
-def batch(ids: list[int]) -> pa.Table:
-    return pa.table({"id": pa.array(ids, pa.int64())})
-
-
-def write_snapshot(lake: Lake, **tables: list[int]) -> str:
-    with lake.write() as writer:
-        for name, ids in tables.items():
-            writer.write_table(name, batch(ids))
-        return writer.snapshot_id
 
 
 def ids_of(lake: Lake, table: str) -> list[int]:

@@ -7,19 +7,9 @@ import threading
 
 import pyarrow as pa
 import pytest
+from lake_helpers import batch, write_snapshot
 
 from alter_pipeline.lake import Lake, LakeBusyError
-
-
-def batch(ids: list[int]) -> pa.Table:
-    return pa.table({"id": pa.array(ids, pa.int64())})
-
-
-def write_snapshot(lake: Lake, **tables: list[int]) -> str:
-    with lake.write() as writer:
-        for name, ids in tables.items():
-            writer.write_table(name, batch(ids))
-        return writer.snapshot_id
 
 
 def test_commit_switches_the_lake_link_to_the_new_snapshot(tmp_path):
