@@ -3,6 +3,7 @@ bucket, the warehouse reads it there, and another machine (a fresh mirror) sees 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,10 @@ import pyarrow.fs as pafs
 
 from alter_pipeline.assets.checks import asset_checks
 from alter_pipeline.assets.sync import alter_sync, warehouse_views
+from alter_pipeline.definitions import build_definitions
 from alter_pipeline.lake.remote import object_store
 from alter_pipeline.resources import AlterApiResource, LakeResource
+from alter_pipeline.storefronts import parse_storefronts
 from alter_pipeline.warehouse import connect
 
 
@@ -95,3 +98,41 @@ def test_no_secret_key_reaches_the_mirror_or_the_bucket(emulator, s3_url, tmp_pa
     for file in (tmp_path / "mirror").rglob("*"):
         if file.is_file():
             assert secret not in file.read_bytes(), file
+
+
+def test_two_storefronts_in_one_bucket_are_found_and_queried_together(
+    emulator_factory, s3_url, tmp_path, monkeypatch
+):
+    entries = []
+    for name, storefront_id, orders in (("north", 21, 12), ("south", 22, 8)):
+        shop = emulator_factory(orders=orders, storefront_id=storefront_id, key=name, token=name)
+        monkeypatch.setenv(f"{name.upper()}_KEY", name)
+        monkeypatch.setenv(f"{name.upper()}_TOKEN", name)
+        entries.append(
+            {
+                "name": name,
+                "base_url": shop.base_url,
+                "api_key_env": f"{name.upper()}_KEY",
+                "api_token_env": f"{name.upper()}_TOKEN",
+            }
+        )
+    storefronts = parse_storefronts({"storefronts": entries})
+    use_mirror(monkeypatch, s3_url, tmp_path / "pod")
+    resources = {
+        "alter_api": AlterApiResource(api_key="", api_token=""),
+        "lake": LakeResource(data_dir=s3_url),
+    }
+    path = tmp_path / "storefronts.yaml"
+    path.write_text(json.dumps({"storefronts": entries}))  # JSON is YAML
+    monkeypatch.setenv("ALTER_STOREFRONTS_FILE", str(path))
+    job = build_definitions(storefronts, resources).resolve_job_def("sync_job")
+    for name in storefronts.names:
+        assert job.execute_in_process(partition_key=name).success
+    assert {k.split("/")[0] for k in bucket_keys(s3_url)} == {
+        "storefront_id=21",
+        "storefront_id=22",
+    }
+    use_mirror(monkeypatch, s3_url, tmp_path / "analyst")
+    with connect(tmp_path / "analyst") as con:
+        counts = con.execute("SELECT storefront_id, count(*) FROM orders GROUP BY 1 ORDER BY 1")
+        assert counts.fetchall() == [(21, 12), (22, 8)]
