@@ -18,8 +18,8 @@ from pathlib import Path
 
 import duckdb
 
-from alter_pipeline.config import Settings
-from alter_pipeline.lake.snapshot import Lake, lake_at
+from alter_pipeline.lake.locate import published_lakes
+from alter_pipeline.lake.snapshot import Lake
 from alter_pipeline.storefronts import ROOT_PREFIX, storefront_roots
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def connect(data_dir: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnect
     object-store lake, the views read the store's current snapshots there (httpfs, or fsspec
     over pyarrow's S3 client where httpfs cannot be installed).
     """
-    lakes = remote_lakes(data_dir)
+    lakes = published_lakes(data_dir)
     if lakes:
         return object_store_connection(lakes)
     path = data_dir / WAREHOUSE_FILE
@@ -144,29 +144,6 @@ def _deployment_dir(data_dir: Path) -> Path:
     """The deployment's data directory, also when given one storefront's root under it (the
     warehouse spans every storefront)."""
     return data_dir.parent if data_dir.name.startswith(ROOT_PREFIX) else data_dir
-
-
-def remote_lakes(data_dir: Path) -> list[Lake]:
-    """Every lake published under ALTER_DATA_DIR's object-store URL (the deployment's and each
-    storefront's `storefront_id=<id>`), found by listing the store: a fresh machine knows
-    them too. Empty for a local lake."""
-    settings = Settings.from_env(dotenv=False)
-    if settings.lake_url is None:
-        return []
-    from pyarrow import fs as pafs
-
-    from alter_pipeline.lake.remote import object_store
-
-    store, base = object_store(settings.lake_url)
-    listing = store.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-    names = {info.base_name: info.type for info in listing}
-    roots = [data_dir] if names.get("CURRENT") == pafs.FileType.File else []
-    roots += [
-        data_dir / name
-        for name, kind in sorted(names.items())
-        if name.startswith(ROOT_PREFIX) and kind == pafs.FileType.Directory
-    ]
-    return [lake_at(data_dir, settings.lake_url, root) for root in roots]
 
 
 def object_store_connection(lakes: list[Lake]) -> duckdb.DuckDBPyConnection:

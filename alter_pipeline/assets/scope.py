@@ -21,6 +21,7 @@ import dagster as dg
 from alter_pipeline import storefronts as sf
 from alter_pipeline.config import ConfigError, Settings
 from alter_pipeline.lake import Lake
+from alter_pipeline.lake.locate import published_root
 from alter_pipeline.resources import AlterApiResource, LakeResource
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class Scope:
         data_dir = self.lake_resource.path()
         if self.name is None:
             return data_dir
-        root = sf.root_of(data_dir, self.name)
+        root = storefront_root(self.lake_resource, self.name)
         if root is None:
             raise dg.Failure(
                 f"{self.label} has no lake yet: run sync_job for partition {self.name} first"
@@ -106,6 +107,13 @@ class Scope:
         """Whether a rule or webhook endpoint scoped to `scoped_to` (empty: all) applies here.
         A scoped one never applies to a run that names no storefront: it was meant for one."""
         return not scoped_to or (self.name is not None and self.name in scoped_to)
+
+
+def storefront_root(lake: LakeResource, name: str) -> Path | None:
+    """Storefront `name`'s lake root: linked locally by a sync on this machine, else found
+    in the object store (a sensor or run pod that never synced it)."""
+    data_dir = lake.path()
+    return sf.root_of(data_dir, name) or published_root(data_dir, name, lake.settings())
 
 
 def scope_of(context: Any, lake: LakeResource, alter_api: AlterApiResource | None = None) -> Scope:
@@ -136,7 +144,7 @@ def tick_each_storefront(
     cursors = _storefront_cursors(context.cursor)
     requests, reasons = [], []
     for name in storefronts.names:
-        root = sf.root_of(lake.path(), name)
+        root = storefront_root(lake, name)
         if root is None:
             reasons.append(f"{name}: not synced yet")
             continue

@@ -12,8 +12,46 @@ from pathlib import Path
 
 from alter_pipeline.config import Settings
 from alter_pipeline.lake.snapshot import Lake, lake_at
+from alter_pipeline.storefronts import ROOT_PREFIX, link_name
 
 
 def open_lake(root: Path, settings: Settings | None = None) -> Lake:
     settings = settings or Settings.from_env(dotenv=False)
     return lake_at(settings.data_dir.resolve(), settings.lake_url, root.resolve())
+
+
+def published_lakes(data_dir: Path, settings: Settings | None = None) -> list[Lake]:
+    """Every lake published under ALTER_DATA_DIR's object-store URL (the deployment's and each
+    storefront's `storefront_id=<id>`), found by listing the store, so a machine that never
+    synced knows them too. Empty for a local lake."""
+    settings = settings or Settings.from_env(dotenv=False)
+    if settings.lake_url is None:
+        return []
+    from pyarrow import fs as pafs
+
+    from alter_pipeline.lake.remote import object_store
+
+    store, base = object_store(settings.lake_url)
+    listing = store.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    kinds = {info.base_name: info.type for info in listing}
+    roots = [data_dir] if kinds.get("CURRENT") == pafs.FileType.File else []
+    roots += [
+        data_dir / name
+        for name, kind in sorted(kinds.items())
+        if name.startswith(ROOT_PREFIX) and kind == pafs.FileType.Directory
+    ]
+    return [lake_at(data_dir.resolve(), settings.lake_url, root.resolve()) for root in roots]
+
+
+def published_root(data_dir: Path, name: str, settings: Settings | None = None) -> Path | None:
+    """The root of storefront `name` as published in the object store (its current
+    manifest names it), linked locally for next time; None if no published lake does."""
+    for lake in published_lakes(data_dir, settings):
+        assert lake.remote is not None
+        snapshot_id = lake.remote.current_id()
+        manifest = lake.remote.manifest(snapshot_id) if snapshot_id else None
+        meta = (manifest or {}).get("meta", {})
+        if meta.get("storefront_name") == name and meta.get("storefront_id") is not None:
+            link_name(data_dir, name, int(meta["storefront_id"]))
+            return lake.root
+    return None

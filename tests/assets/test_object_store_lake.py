@@ -136,3 +136,16 @@ def test_two_storefronts_in_one_bucket_are_found_and_queried_together(
     with connect(tmp_path / "analyst") as con:
         counts = con.execute("SELECT storefront_id, count(*) FROM orders GROUP BY 1 ORDER BY 1")
         assert counts.fetchall() == [(21, 12), (22, 8)]
+    # A sensor daemon on a machine that never synced finds both lakes in the bucket.
+    use_mirror(monkeypatch, s3_url, tmp_path / "daemon")
+    defs = build_definitions(storefronts, resources)
+    sensor = defs.resolve_sensor_def("order_events_sensor")
+    context = dg.build_sensor_context(
+        cursor=None,
+        resources={"lake": LakeResource(data_dir=s3_url)},
+        definitions=defs,
+    )
+    result = sensor(context)
+    reason = result.skip_message if hasattr(result, "skip_message") else str(result)
+    assert "not synced" not in reason
+    assert "north: no new order events" in reason and "south: no new order events" in reason
