@@ -207,8 +207,10 @@ def for_storefront(settings: Settings) -> Settings:
             f"{settings.storefronts_file} lists several storefronts: set ALTER_STOREFRONT to "
             f"one of {', '.join(storefronts.names)}"
         )
+    from alter_pipeline.lake.locate import published_root  # it builds on this module
+
     name = storefronts.get(settings.storefront).name
-    root = root_of(settings.data_dir, name)
+    root = root_of(settings.data_dir, name) or published_root(settings.data_dir, name, settings)
     if root is None:
         raise ConfigError(f"storefront {name} has no lake yet: run `alter-pipeline sync` first")
     return dataclasses.replace(settings, data_dir=root)
