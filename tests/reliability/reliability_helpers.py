@@ -147,9 +147,16 @@ def mutate(store: Any, rng: random.Random, avoid: Iterable[int] = ()) -> None:
             store.set_quantity(order_id, item["id"], item["quantity"] % 9 + 1)
 
 
-def _keyed(rows: list[dict[str, Any]], key: str) -> dict[Any, dict[str, Any]]:
+def _keyed(
+    rows: list[dict[str, Any]], key: str, storefront_id: int | None = None
+) -> dict[Any, dict[str, Any]]:
     # is_seen_by_owner exists only in the list shape: re-read orders keep the last listed one.
-    return {row[key]: {k: v for k, v in row.items() if k != "is_seen_by_owner"} for row in rows}
+    # Flattened API rows lack storefront_id (the lake's writer adds it): expected rows get the
+    # store's, so the comparison also proves every lake row names its storefront.
+    stamp = {} if storefront_id is None else {"storefront_id": storefront_id}
+    return {
+        row[key]: stamp | {k: v for k, v in row.items() if k != "is_seen_by_owner"} for row in rows
+    }
 
 
 def store_tables(store: Any, leave_out: Iterable[int] = ()) -> dict[str, dict[Any, dict]]:
@@ -157,10 +164,12 @@ def store_tables(store: Any, leave_out: Iterable[int] = ()) -> dict[str, dict[An
     skip = set(leave_out)
     flat = flatten_orders(o for o in store.orders_list() if o["id"] not in skip)
     assert not flat.rejected
+    storefront = store.config.storefront_id
+    products = flatten_products(store.products()).products.to_pylist()
     return {
-        "orders": _keyed(flat.orders.to_pylist(), "order_id"),
-        "order_items": _keyed(flat.items.to_pylist(), "order_item_id"),
-        "products": _keyed(flatten_products(store.products()).products.to_pylist(), "product_id"),
+        "orders": _keyed(flat.orders.to_pylist(), "order_id", storefront),
+        "order_items": _keyed(flat.items.to_pylist(), "order_item_id", storefront),
+        "products": _keyed(products, "product_id", storefront),
     }
 
 
