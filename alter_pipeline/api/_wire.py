@@ -114,10 +114,15 @@ def snippet(body: bytes, secrets: Secrets) -> str:
     return secrets.scrub(body[: SNIPPET_CHARS * 4].decode("utf-8", "replace"))[:SNIPPET_CHARS]
 
 
+def is_html(reply: Reply) -> bool:
+    """An HTML page (a login page, a proxy's error) sent instead of JSON, whatever its body."""
+    return "html" in reply.content_type.lower()
+
+
 def decode_json(reply: Reply, call: Call, secrets: Secrets) -> Any:
     """The body as JSON (floats as Decimal), or ProtocolError naming status and content type."""
     problem = None
-    if "html" in reply.content_type.lower():
+    if is_html(reply):
         problem = "an HTML page instead of JSON"
     else:
         try:

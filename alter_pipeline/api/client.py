@@ -56,7 +56,7 @@ from alter_pipeline.api.models import (
     QuantityUpdate,
     StatusUpdate,
 )
-from alter_pipeline.api.paging import Listing, Page, PagerSettings, iter_pages
+from alter_pipeline.api.paging import Decoder, FastPage, Listing, Page, PagerSettings, iter_pages
 from alter_pipeline.api.retry import RetryPolicy, RetryState, Safety, Timeouts
 from alter_pipeline.contract import DEFAULT_BASE_URL, DEFAULT_PRODUCTS_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -310,15 +310,18 @@ class AlterClient:
         name: str | None = None,
         category_id: int | None = None,
         order_status: str | None = None,
-    ) -> Iterator[Page]:
+        decoder: Decoder | None = None,
+    ) -> Iterator[Page | FastPage]:
         """Every order matching the filters, as raw pages: ascending id order, verified complete
         even while orders are created and deleted (see `paging.py`). Pages arrive in completion
-        order; each holds only rows not yielded before."""
+        order; each holds only rows not yielded before. With a `decoder` (e.g.
+        `lake.fast_flatten.decode_orders_page`), a page it reads arrives as a `FastPage`."""
         listing = Listing(
             "/customer-orders",
             "order",
             "orders:read",
             filters=_order_filters(name, category_id, order_status),
+            decoder=decoder,
         )
         return self._pages(listing, concurrency, page_size)
 
@@ -350,7 +353,9 @@ class AlterClient:
             for item in page.items:
                 yield self._parse(Product.from_json, item, call)
 
-    def _pages(self, listing: Listing, concurrency: int, page_size: int) -> Iterator[Page]:
+    def _pages(
+        self, listing: Listing, concurrency: int, page_size: int
+    ) -> Iterator[Page | FastPage]:
         settings = PagerSettings(
             self.base_url, self._secrets, self.timeouts, self.retry, self.stats, self._user_agent
         )

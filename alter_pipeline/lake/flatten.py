@@ -171,6 +171,16 @@ def _timestamp(value: Any, at: str, name: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def measure_size_text(value: Any, at: str = "size") -> str | None:
+    """`measureSize` as the `measure_size` column holds it: JSON text, an empty object as null."""
+    return _json_text(_obj(value, at, "measureSize") or None)
+
+
+def metadata_text(value: Any) -> str | None:
+    """A variant's `metadata` as the `variant_metadata` column holds it: JSON text."""
+    return _json_text(value)
+
+
 def _json_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -286,7 +296,7 @@ def _item_row(order_id: int, raw: Any, path: str) -> tuple[Any, ...]:
         _int(_obj(item.get("model3d"), path, "model3d").get("id"), f"{path}.model3d", "id"),
         _int(size.get("id"), size_at, "id"),
         *_localized(size.get("name"), size_at, "name"),
-        _json_text(_obj(size.get("measureSize"), size_at, "measureSize") or None),
+        measure_size_text(size.get("measureSize"), size_at),
         _int(material.get("id"), path, "material.id"),
         *_localized(material.get("name"), path, "material.name"),
         _int(print_type.get("id"), path, "printType.id"),
@@ -295,7 +305,7 @@ def _item_row(order_id: int, raw: Any, path: str) -> tuple[Any, ...]:
         *_localized(color.get("name"), path, "color.name"),
         _text(color.get("hex"), path, "color.hex"),
         _int(variant.get("id"), v, "id"),
-        _json_text(variant.get("metadata")),
+        metadata_text(variant.get("metadata")),
         _int(variant.get("minOrderQuantity"), v, "minOrderQuantity"),
         _int(variant.get("processingTime"), v, "processingTime"),
         _int(variant.get("stockQuantity"), v, "stockQuantity"),

@@ -5,7 +5,8 @@
 
 Each prints one JSON line at the end: the orders and items it wrote (counted in the tables it
 produced, not by the code that wrote them) and `work_s`, the wall time of the work itself
-(imports and interpreter start-up excluded; the harness also times the whole process).
+(imports and interpreter start-up excluded: `IMPORTS` are loaded before the clock starts; the
+harness also times the whole process).
 
 - `alter-pipeline`: `run_sync(full=True)` into a lake under DIR, then `ensure_views`: what
   `alter-pipeline sync --full` runs, without Dagster's start-up.
@@ -14,14 +15,17 @@ produced, not by the code that wrote them) and `work_s`, the wall time of the wo
 - `dlt`: dlt's REST API source (offset paginator, limit 50, `order.items`, `order.total`) into
   DuckDB, with Parquet load files as dlt's DuckDB page recommends.
 - `naive`: sequential httpx paging, `pandas.json_normalize`, `DataFrame.to_parquet`.
-- `limit`: the requests `alter-pipeline` makes (the same pages, at the same concurrency), with
-  the bodies read and discarded: what no sync over this API can beat.
+- `limit`: the requests `alter-pipeline` makes (the storefront check, the same pages, at the
+  same concurrency), with the bodies read and discarded: what no sync over this API can beat.
+- `alter-pipeline-python`: the full sync with the Arrow fast path off (every page through the
+  Python path it falls back to); not in the plan, for A/B runs of the fast path.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import time
 from collections.abc import Callable
@@ -186,9 +190,11 @@ async def fetch_discarding(args: argparse.Namespace) -> int:
     async with httpx.AsyncClient(
         base_url=args.base_url, headers=headers, limits=limits, timeout=60
     ) as http:
+        # The sync's storefront check (GET /auth/check), then its two listings.
+        (await http.get("/auth/check")).raise_for_status()
         orders = await fetch_listing(http, "/customer-orders", "order", args.concurrency)
         products = await fetch_listing(http, "/products", "products", args.concurrency)
-    return orders + products
+    return 1 + orders + products
 
 
 def run_limit(args: argparse.Namespace) -> dict[str, Any]:
@@ -197,13 +203,38 @@ def run_limit(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- entry point ---------------------------------------------------------------------------
 
+
+def run_ours_python(args: argparse.Namespace) -> dict[str, Any]:
+    """The full sync with the Arrow fast path off: every page decoded as JSON and flattened
+    in Python (what the fast path falls back to), to measure what the fast path gains."""
+    from alter_pipeline.lake import fast_flatten
+
+    fast_flatten.decode_orders_page = lambda body: None
+    return run_ours(args, full=True)
+
+
 CONTENDERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "alter-pipeline": lambda args: run_ours(args, full=True),
+    "alter-pipeline-python": run_ours_python,
     "alter-pipeline-incremental": lambda args: run_ours(args, full=False),
     "dlt": run_dlt,
     "naive": run_naive,
     "limit": run_limit,
 }
+
+
+# Modules each contender imports, loaded before its clock starts: `work_s` is the work itself.
+# pandas too: pyarrow loads it on its first `pa.array` call, mid-work otherwise.
+IMPORTS = {
+    "alter-pipeline": (
+        "pandas", "alter_pipeline.api", "alter_pipeline.lake", "alter_pipeline.lake.fast_flatten",
+        "alter_pipeline.sync", "alter_pipeline.warehouse", "duckdb",
+    ),
+    "dlt": ("dlt", "dlt.sources.rest_api", "dlt.destinations", "duckdb", "pandas"),
+    "naive": ("pandas", "pyarrow.parquet", "duckdb"),
+    "limit": (),
+}  # fmt: skip
+IMPORTS["alter-pipeline-python"] = IMPORTS["alter-pipeline-incremental"] = IMPORTS["alter-pipeline"]
 
 
 def main() -> None:
@@ -216,6 +247,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--now", help="the store's clock, for an incremental sync")
     args = parser.parse_args()
+    for module in IMPORTS[args.name]:
+        importlib.import_module(module)
     started = time.perf_counter()
     result = CONTENDERS[args.name](args)
     result["work_s"] = time.perf_counter() - started

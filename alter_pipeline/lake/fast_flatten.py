@@ -1,0 +1,458 @@
+"""The fast path of order pages: raw page bytes to Arrow record batches without Python objects.
+
+`decode_orders_page` reads a `GET /customer-orders` body with Arrow's C++ JSON reader (it
+releases the GIL) against the explicit wire schema below: every number lands in its Arrow type
+straight from the JSON text, so money goes to `decimal128(18, 4)` exactly, never through a
+binary float. `flatten_order_page` then flattens the page with Arrow compute (list flattening,
+struct fields, parent indices) and checks the contract vectorised.
+
+The fast path only takes a page it can prove gives the rows `flatten.flatten_orders` would
+give. Anything else falls back to that Python path for the whole page, so `rejected_records`
+and every column stay identical:
+
+- the reader refuses the page: a JSON type other than the schema's (a string id, a boolean
+  given as 0/1), more decimal places than the column's scale, a duplicate key, invalid JSON;
+- a key the Python path keeps in `extra` (unknown keys of an order, an item or a variant), or
+  `designName` (the detail shape: a null there differs from an absent key);
+- a record the contract checks would reject: no id, an unknown status, a money value that is
+  a string or out of range, a timestamp outside the two formats the API sends;
+- `measureSize` or `metadata` that is not a flat JSON value: those columns hold JSON text,
+  built by the Python path's own function from each distinct raw value of the page.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from alter_pipeline.contract import ORDER_STATUSES
+from alter_pipeline.lake import flatten, schemas
+
+# ---- the wire schema of an orders page -------------------------------------------------------
+
+_NAME = pa.struct([("pl", pa.string()), ("en", pa.string())])
+_MONEY = pa.struct([("value", schemas.MONEY), ("currency", pa.string())])
+_REF = pa.struct([("id", pa.int64()), ("name", _NAME)])
+_ID = pa.struct([("id", pa.int64())])
+_INT = pa.int64()
+
+# `size.measureSize` and `variant.metadata` are left out: the reader infers them (any flat
+# JSON value is fine) and their JSON text comes from the raw bytes (see `_json_texts`).
+_SIZE = pa.struct([("id", _INT), ("name", _NAME)])
+_VARIANT = pa.struct(
+    [
+        ("id", _INT), ("minOrderQuantity", _INT), ("processingTime", _INT),
+        ("stockQuantity", _INT), ("volume", schemas.MEASURE), ("weight", schemas.MEASURE),
+        # The detail shape's references: documented, never flattened (nor in `extra`).
+        ("productGroupId", _INT), ("productModel3dId", _INT), ("sizeId", _INT),
+        ("materialId", _INT), ("printTypeId", _INT), ("colorId", _INT),
+    ]
+)  # fmt: skip
+_ITEM = pa.struct(
+    [
+        ("id", _INT), ("model3d", _ID), ("size", _SIZE), ("material", _REF),
+        ("printType", _REF), ("color", pa.struct([("id", _INT), ("name", _NAME),
+        ("hex", pa.string())])), ("variant", _VARIANT), ("unitPrice", _MONEY),
+        ("totalPrice", _MONEY), ("quantity", _INT), ("updatedAt", pa.string()),
+    ]
+)  # fmt: skip
+_ORDER = pa.struct(
+    [
+        ("id", _INT), ("customizerId", _INT), ("isSeenByOwner", pa.bool_()),
+        ("orderStatus", pa.string()), ("createdAt", pa.string()),
+        ("customizerOrderURL", pa.string()), ("productItems", pa.list_(_ITEM)),
+        ("customizerName", pa.string()), ("productGroup", _REF), ("totalPrice", _MONEY),
+    ]
+)  # fmt: skip
+WIRE_SCHEMA = pa.schema(
+    [("order", pa.struct([("items", pa.list_(_ORDER)), ("total", pa.int64())]))]
+)
+
+_PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="infer")
+
+# The leaves the tables need, by dotted path (see `_leaves`).
+_ORDER_LEAVES = (
+    "id", "customizerId", "orderStatus", "isSeenByOwner", "createdAt", "customizerOrderURL",
+    "customizerName", "productGroup.id", "productGroup.name.en", "productGroup.name.pl",
+    "totalPrice.value", "totalPrice.currency",
+)  # fmt: skip
+_ITEM_LEAVES = (
+    "id", "model3d.id", "size.id", "size.name.en", "size.name.pl", "material.id",
+    "material.name.en", "material.name.pl", "printType.id", "printType.name.en",
+    "printType.name.pl", "color.id", "color.name.en", "color.name.pl", "color.hex",
+    "variant.id", "variant.minOrderQuantity", "variant.processingTime",
+    "variant.stockQuantity", "variant.volume", "variant.weight", "unitPrice.value",
+    "unitPrice.currency", "totalPrice.value", "totalPrice.currency", "quantity", "updatedAt",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Leaves:
+    """Flat columns of some order records and of their items, ready to be checked and built
+    into table rows: `orders` and `items` by dotted JSON path (plus the JSON-text columns
+    `measure_size` and `variant_metadata`), `counts` the items of each record."""
+
+    orders: dict[str, pa.Array]
+    items: dict[str, pa.Array]
+    counts: np.ndarray
+
+    def select(self, keep: list[int]) -> Leaves:
+        """Only the records at `keep` (the pager dropped the others as seen before): usually a
+        run (a page's first record repeats the previous page's last), a zero-copy slice."""
+        if len(keep) == len(self.counts):
+            return self
+        ends = np.cumsum(self.counts)
+        if keep and keep == list(range(keep[0], keep[-1] + 1)):
+            first, last = keep[0], keep[-1] + 1
+            start, stop = int(ends[first] - self.counts[first]), int(ends[last - 1])
+            return Leaves(
+                {k: v.slice(first, last - first) for k, v in self.orders.items()},
+                {k: v.slice(start, stop - start) for k, v in self.items.items()},
+                self.counts[first:last],
+            )
+        rows = pa.array(keep, pa.int64())
+        parents = np.repeat(np.arange(len(self.counts)), self.counts)
+        mask = pa.array(np.isin(parents, keep))
+        return Leaves(
+            {k: v.take(rows) for k, v in self.orders.items()},
+            {k: v.filter(mask) for k, v in self.items.items()},
+            self.counts[keep],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ArrowOrders:
+    """A page as the fast decoder read it: each record's id (None where it has none), the
+    listing's `total`, and the records' `leaves`, or None when this page must take the Python
+    path (see the module docstring)."""
+
+    ids: list[int | None]
+    total: int
+    leaves: Leaves | None
+
+
+def decode_orders_page(body: bytes) -> ArrowOrders | None:
+    """The page read by Arrow, or None when the reader cannot take this body (the caller then
+    decodes it as JSON, and reports any error the way it always did)."""
+    if not body:
+        return None
+    try:
+        # The reader does not check UTF-8 inside strings; the JSON path refuses such a body.
+        pa.array([body], pa.binary()).cast(pa.string())
+        read = pj.read_json(
+            io.BytesIO(body),
+            read_options=pj.ReadOptions(use_threads=False, block_size=len(body) + 64),
+            parse_options=_PARSE,
+        )
+    except (pa.ArrowException, ValueError):  # invalid JSON or UTF-8, a type the schema refuses
+        return None
+    if read.num_rows != 1:  # several JSON documents (or none): not one page body
+        return None
+    envelope = read.column("order").chunk(0)
+    items, total = envelope.field("items"), envelope.field("total")
+    # `{"order": null}`, a missing `items` or `total`: not a listing (the JSON path says so).
+    if envelope.null_count or items.null_count or total.null_count:
+        return None
+    rows = pc.list_flatten(items)
+    ids = pc.struct_field(rows, "id").to_pylist()
+    leaves = _leaves(rows, body) if _declared_only(pa.struct(list(read.schema))) else None
+    return ArrowOrders(ids=ids, total=total[0].as_py(), leaves=leaves)
+
+
+# ---- what a page must pass to take the fast path ---------------------------------------------
+
+# The reader takes a JSON string for a decimal column ("17.5"); the contract does not.
+_STRING_NUMBER = r'"(?:value|volume|weight)"\s*:\s*"'
+_TEXT_KEYS = {"measure_size": b"measureSize", "variant_metadata": b"metadata"}
+_TEXT_RULES: dict[bytes, Callable[[Any], str | None]] = {
+    b"measureSize": flatten.measure_size_text,
+    b"metadata": flatten.metadata_text,
+}
+
+
+def _leaves(rows: pa.StructArray, body: bytes) -> Leaves | None:
+    if rows.null_count:
+        return None
+    body_array = pa.array([body], pa.binary())
+    if pc.any(pc.match_substring_regex(body_array, _STRING_NUMBER)).as_py():
+        return None
+    lists = rows.field("productItems")
+    items = pc.list_flatten(lists)
+    if items.null_count:
+        return None
+    texts = {}
+    for column, key in _TEXT_KEYS.items():
+        values = _json_texts(body, key, len(items))
+        if values is None:
+            return None
+        texts[column] = pa.array(values, pa.string())
+    orders, item_leaves = _fields(rows), _fields(items)
+    return Leaves(
+        {k: orders[k] for k in _ORDER_LEAVES},
+        {k: item_leaves[k] for k in _ITEM_LEAVES} | texts,
+        pc.list_value_length(lists).fill_null(0).to_numpy(),
+    )
+
+
+def _fields(struct: pa.StructArray, prefix: str = "") -> dict[str, pa.Array]:
+    """Every leaf of `struct` by dotted path; a null parent makes its children null."""
+    found: dict[str, pa.Array] = {}
+    for field_, child in zip(struct.type, struct.flatten(), strict=True):
+        path = prefix + field_.name
+        if pa.types.is_struct(field_.type) and field_.name not in ("measureSize", "metadata"):
+            found |= _fields(child, path + ".")
+        else:
+            found[path] = child
+    return found
+
+
+def _declared_only(page_type: pa.StructType) -> bool:
+    """`page_type`: the whole body as read. The reader appends an inferred field for every
+    key the schema does not declare. None
+    may be a key the Python path keeps in `extra` (of an order, an item or a variant), and
+    `measureSize` and `metadata` must be keys of an item's size and variant only (their texts
+    are found by key in the raw bytes, one per item). Verdicts are kept per type: most pages
+    of a listing share a handful of inferred types."""
+    for known, verdict in _verdicts:
+        if known == page_type:
+            return verdict
+    verdict = _check_keys(page_type)
+    _verdicts.insert(0, (page_type, verdict))
+    del _verdicts[16:]
+    return verdict
+
+
+_verdicts: list[tuple[pa.DataType, bool]] = []
+
+
+def _check_keys(page_type: pa.StructType) -> bool:
+    order_type = page_type.field("order").type.field("items").type.value_type
+    item = order_type.field("productItems").type.value_type
+    size, variant = item.field("size").type, item.field("variant").type
+    inferred_size = [size.field(i).name for i in range(_SIZE.num_fields, size.num_fields)]
+    inferred_variant = [
+        variant.field(i).name for i in range(_VARIANT.num_fields, variant.num_fields)
+    ]
+    return (
+        order_type.num_fields == _ORDER.num_fields
+        and item.num_fields == _ITEM.num_fields
+        and "measureSize" in inferred_size
+        and inferred_variant == ["metadata"]
+        and _count_keys(page_type, "measureSize") == 1
+        and _count_keys(page_type, "metadata") == 1
+    )
+
+
+def _count_keys(type_: pa.DataType, name: str) -> int:
+    """Fields called `name` anywhere in `type_` (structs and lists, all levels)."""
+    if pa.types.is_list(type_):
+        return _count_keys(type_.value_type, name)
+    if not pa.types.is_struct(type_):
+        return 0
+    fields = [type_.field(i) for i in range(type_.num_fields)]
+    return sum((f.name == name) + _count_keys(f.type, name) for f in fields)
+
+
+# ---- JSON-text columns from the raw bytes ----------------------------------------------------
+
+_REFUSED, _MISSING = object(), object()
+_CACHE_SIZE = 4096
+# Raw value -> its JSON text (or _REFUSED): a listing repeats the catalog's few values.
+_text_caches: dict[bytes, dict[bytes, Any]] = {key: {} for key in _TEXT_RULES}
+
+
+def _json_texts(body: bytes, key: bytes, count: int) -> list[str | None] | None:
+    """The column's text for each of the page's `count` items, in document order: the raw
+    value after each `"key":`, turned into text by the Python path's own rule. None when the
+    key does not occur exactly once per item in compact form, or a value is not flat."""
+    parts = body.split(b'"' + key + b'":')
+    if len(parts) != count + 1:
+        return None
+    cache = _text_caches[key]
+    texts: list[Any] = []
+    for before, after in itertools.pairwise(parts):
+        # A real key follows `{` or `,`; `\"key":` would be the end of a string's content.
+        if before[-1:] not in (b"{", b","):
+            return None
+        raw = after[: after.find(b"}") + 1] if after[:1] == b"{" else after[:4]
+        text = cache.get(raw, _MISSING)
+        if text is _MISSING:
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            text = cache[raw] = _text_of(raw, _TEXT_RULES[key])
+        if text is _REFUSED:
+            return None
+        texts.append(text)
+    return texts
+
+
+def _text_of(raw: bytes, rule: Callable[[Any], str | None]) -> Any:
+    """`rule` applied to `raw` parsed as the Python path parses it; _REFUSED when `raw` is not
+    one whole JSON value (an object cut at a `}` inside a string, nested objects, a scalar
+    other than null) or the rule rejects it."""
+    if raw[:1] != b"{" and raw != b"null":
+        return _REFUSED
+    try:
+        return rule(json.loads(raw, parse_float=Decimal))
+    except (flatten.RecordError, ValueError):
+        return _REFUSED
+
+
+# ---- building table rows ---------------------------------------------------------------------
+
+_STATUSES = pa.array(sorted(ORDER_STATUSES), pa.string())
+# The two formats the API sends (`2026-02-09T01:55:48.000Z`, `2026-02-09 01:55:49.000000`),
+# fields in range; Arrow's cast then refuses impossible dates (a 30th of February), as
+# `datetime.fromisoformat` does. Any other spelling takes the Python path.
+_TIMESTAMP = (
+    r"^[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(\.\d{1,6})?Z?$"
+)
+_NAIVE = pa.timestamp("us")
+_MONEY_LIMIT = Decimal(10) ** 14  # DECIMAL(18, 4), flatten's range check
+_MEASURE_LIMIT = Decimal(10) ** 12  # DECIMAL(18, 6): the Python path cannot build more
+_QUANTITY_LIMIT = 2**40  # per-order sums stay exact in int64
+_RANGES = (
+    ("orders", "totalPrice.value", _MONEY_LIMIT),
+    ("items", "unitPrice.value", _MONEY_LIMIT),
+    ("items", "totalPrice.value", _MONEY_LIMIT),
+    ("items", "variant.volume", _MEASURE_LIMIT),
+    ("items", "variant.weight", _MEASURE_LIMIT),
+    ("items", "quantity", _QUANTITY_LIMIT),
+)
+
+
+def build(leaves: Leaves) -> flatten.FlatOrders | None:
+    """Table rows of `leaves`, or None when a record breaks the contract (the Python path
+    then rejects it, with its reason)."""
+    o, i = leaves.orders, leaves.items
+    if o["id"].null_count or i["id"].null_count or not _all_valid_statuses(o["orderStatus"]):
+        return None
+    columns = {"orders": o, "items": i}
+    if not all(_within(columns[side][path], limit) for side, path, limit in _RANGES):
+        return None
+    created, updated = _timestamps(o["createdAt"]), _timestamps(i["updatedAt"])
+    if created is None or updated is None:
+        return None
+    counts = leaves.counts
+    quantities = i["quantity"].fill_null(0).to_numpy()
+    sums = np.concatenate(([0], np.cumsum(quantities, dtype=np.int64)))
+    ends = np.cumsum(counts)
+    orders = [
+        o["id"], o["customizerId"], o["orderStatus"], o["isSeenByOwner"], created,
+        o["customizerOrderURL"], o["customizerName"], o["productGroup.id"],
+        o["productGroup.name.en"], o["productGroup.name.pl"], o["totalPrice.value"],
+        o["totalPrice.currency"], pa.array(counts, pa.int32()),
+        pa.array(sums[ends] - sums[ends - counts], pa.int64()),
+        pa.nulls(len(counts), pa.string()),
+    ]  # fmt: skip
+    items = [
+        i["id"], pa.array(np.repeat(o["id"].to_numpy(), counts), pa.int64()), i["model3d.id"],
+        i["size.id"], i["size.name.en"], i["size.name.pl"], i["measure_size"],
+        i["material.id"], i["material.name.en"], i["material.name.pl"], i["printType.id"],
+        i["printType.name.en"], i["printType.name.pl"], i["color.id"], i["color.name.en"],
+        i["color.name.pl"], i["color.hex"], i["variant.id"], i["variant_metadata"],
+        i["variant.minOrderQuantity"], i["variant.processingTime"],
+        i["variant.stockQuantity"], i["variant.volume"], i["variant.weight"],
+        i["unitPrice.value"], i["unitPrice.currency"], i["totalPrice.value"],
+        i["totalPrice.currency"], i["quantity"], updated, pa.nulls(len(i["id"]), pa.string()),
+    ]  # fmt: skip
+    return flatten.FlatOrders(
+        orders=pa.RecordBatch.from_arrays(orders, schema=schemas.API_ORDERS),
+        items=pa.RecordBatch.from_arrays(items, schema=schemas.API_ORDER_ITEMS),
+    )
+
+
+def _all_valid_statuses(statuses: pa.Array) -> bool:
+    return pc.all(pc.is_in(statuses, value_set=_STATUSES)).as_py() is not False
+
+
+def _within(values: pa.Array, limit: Decimal | int) -> bool:
+    """Every value's magnitude below `limit`, compared exactly (Decimal or int)."""
+    extremes = pc.min_max(values).as_py()
+    low, high = extremes["min"], extremes["max"]
+    return low is None or (-limit < low and high < limit)
+
+
+def _timestamps(texts: pa.Array) -> pa.Array | None:
+    if texts.null_count < len(texts):
+        if pc.all(pc.match_substring_regex(texts, _TIMESTAMP)).as_py() is False:
+            return None
+        texts = pc.utf8_rtrim(texts, "Z")
+    try:  # naive text is UTC, as flatten reads it
+        return texts.cast(_NAIVE).cast(schemas.UTC_TIMESTAMP)
+    except pa.ArrowInvalid:
+        return None
+
+
+# ---- pages -----------------------------------------------------------------------------------
+
+BATCH_PAGES = 16  # pages flattened together: fewer, larger Arrow calls
+
+
+def flatten_order_pages(
+    pages: Iterable[Any], batch_pages: int = BATCH_PAGES
+) -> Iterator[tuple[list[Any], flatten.FlatOrders]]:
+    """Flatten a listing's pages, `batch_pages` at a time where the fast path can take them:
+    yields each group of pages with their orders and items. A page without Arrow leaves
+    (from `decode_orders_page`) goes through `flatten.flatten_orders` on its own; a batch
+    that fails the contract checks is retried page by page, and a failing page takes the
+    Python path, so the rows and rejections are those `flatten_orders` gives."""
+    batch: list[Any] = []
+    for page in pages:
+        leaves = _page_leaves(page)
+        if leaves is None:
+            yield [page], flatten.flatten_orders(page.items)
+            continue
+        batch.append((page, leaves))
+        if len(batch) >= batch_pages:
+            yield _flush(batch)
+            batch = []
+    if batch:
+        yield _flush(batch)
+
+
+def flatten_order_page(page: Any) -> flatten.FlatOrders:
+    """One page's orders and items (the fast path when it can, else `flatten_orders`)."""
+    return next(flatten_order_pages([page], batch_pages=1))[1]
+
+
+def _page_leaves(page: Any) -> Leaves | None:
+    decoded = getattr(page, "decoded", None)
+    if not isinstance(decoded, ArrowOrders) or decoded.leaves is None:
+        return None
+    return decoded.leaves.select(page.keep)
+
+
+def _flush(batch: list[tuple[Any, Leaves]]) -> tuple[list[Any], flatten.FlatOrders]:
+    pages = [page for page, _ in batch]
+    flat = build(_concat([leaves for _, leaves in batch]))
+    if flat is not None:
+        return pages, flat
+    # Some record breaks the contract: find it page by page.
+    flats = [build(leaves) or flatten.flatten_orders(page.items) for page, leaves in batch]
+    return pages, flatten.FlatOrders(
+        orders=pa.concat_batches([f.orders for f in flats]),
+        items=pa.concat_batches([f.items for f in flats]),
+        rejected=[r for f in flats for r in f.rejected],
+    )
+
+
+def _concat(parts: list[Leaves]) -> Leaves:
+    if len(parts) == 1:
+        return parts[0]
+    return Leaves(
+        {k: pa.concat_arrays([p.orders[k] for p in parts]) for k in parts[0].orders},
+        {k: pa.concat_arrays([p.items[k] for p in parts]) for k in parts[0].items},
+        np.concatenate([p.counts for p in parts]),
+    )
