@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -64,6 +65,7 @@ _POS_INF = float("inf")
 # Re-reads of the whole listing when `total` says rows are missing; and how many times.
 _FINAL_ROUNDS = 3
 DECODE_THREADS = 2  # a listing's decoder threads (see Listing.decoder)
+DECODE_BATCH = 8  # bodies one decoder call takes at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +85,10 @@ class Decoded(Protocol):
     total: int
 
 
-Decoder = Callable[[bytes], Decoded | None]
-"""Reads a page body without Python objects per row, or returns None (then JSON is used)."""
+Decoder = Callable[[list[bytes]], list[Decoded | None]]
+"""Reads page bodies without Python objects per row: for each body its `Decoded`, or None (that
+page is then decoded as JSON). Gets several bodies at once when pages arrive faster than it
+reads them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +224,58 @@ class AsyncSender:
         return _wire.Reply(response.status_code, response.headers, body)
 
 
+# ---- decoding beside the event loop ----------------------------------------------------------
+
+
+class _Decoding:
+    """Runs a listing's decoder in `DECODE_THREADS` threads beside the event loop (Arrow's
+    reader releases the GIL), so the loop goes on receiving while pages are decoded. Bodies
+    that arrive while every thread is busy wait and go to the next free thread together, up
+    to `DECODE_BATCH`: one call for several pages costs less, and an idle decoder still takes
+    each page at once."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self._decoder = decoder
+        self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="alter-decode")
+        self._idle = DECODE_THREADS
+        self._waiting: list[tuple[bytes, asyncio.Future[Decoded | None]]] = []
+
+    async def decode(self, body: bytes) -> Decoded | None:
+        future: asyncio.Future[Decoded | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((body, future))
+        self._start()
+        return await future
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._idle and self._waiting:
+            batch = self._waiting[:DECODE_BATCH]
+            del self._waiting[:DECODE_BATCH]
+            self._idle -= 1
+            done = loop.run_in_executor(self._pool, self._decoder, [body for body, _ in batch])
+            done.add_done_callback(functools.partial(self._finish, batch))
+
+    def _finish(
+        self, batch: list[tuple[bytes, asyncio.Future[Decoded | None]]], done: asyncio.Future
+    ) -> None:
+        self._idle += 1
+        error = None if done.cancelled() else done.exception()
+        results = done.result() if not done.cancelled() and error is None else []
+        for n, (_, future) in enumerate(batch):
+            if future.done():  # its fetch was cancelled meanwhile
+                continue
+            if done.cancelled():
+                future.cancel()
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(results[n])
+        self._start()
+
+
 # ---- range proofs ----------------------------------------------------------------------------
 
 
@@ -318,9 +374,7 @@ class Pager:
         self._last_total = 0
         self._repairs_left = 0  # re-reads allowed to close holes; set by _repair
         self._shift = 0  # rows the latest re-read found moved left since first seen
-        # The decoder runs beside the event loop (Arrow's reader releases the GIL), so that
-        # the loop goes on receiving while pages are decoded.
-        self._decoding: ThreadPoolExecutor | None = None
+        self._decoding: _Decoding | None = None
 
     @property
     def received(self) -> int:
@@ -328,7 +382,7 @@ class Pager:
 
     async def run(self) -> None:
         if self._listing.decoder is not None:
-            self._decoding = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="alter-decode")
+            self._decoding = _Decoding(self._listing.decoder)
         try:
             first = await self._first_page()
             await self._take(0, first, always=True)
@@ -339,7 +393,7 @@ class Pager:
             await self._verify()
         finally:
             if self._decoding is not None:
-                self._decoding.shutdown(wait=False, cancel_futures=True)
+                self._decoding.close()
 
     # -- fetching --
 
@@ -366,10 +420,8 @@ class Pager:
         call = _wire.Call("GET", self._listing.path, params, scope=self._listing.scope)
         reply = await self._sender.ok(call)
         self._stats.add(pages=1)
-        decoder = self._listing.decoder
-        if decoder is not None and self._decoding is not None and not _wire.is_html(reply):
-            loop = asyncio.get_running_loop()
-            decoded = await loop.run_in_executor(self._decoding, decoder, reply.body)
+        if self._decoding is not None and not _wire.is_html(reply):
+            decoded = await self._decoding.decode(reply.body)
             if decoded is not None:
                 return _Fetched(decoded.ids, decoded.total, decoded=decoded, body=reply.body)
         # No decoder, or one that cannot read this body: JSON, with its errors.

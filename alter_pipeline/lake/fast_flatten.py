@@ -141,32 +141,65 @@ class ArrowOrders:
     leaves: Leaves | None
 
 
+def decode_orders_pages(bodies: list[bytes]) -> list[ArrowOrders | None]:
+    """Each body read by Arrow, or None for a body the reader cannot take (the caller then
+    decodes that one as JSON, and reports any error the way it always did). Bodies of one line
+    each are read in one call, one JSON line per page: a call costs about as much again as
+    the reading, so several pages at once cost a third less each."""
+    if len(bodies) > 1 and all(_one_line(body) for body in bodies):
+        read = _read(b"\n".join(bodies))
+        # A body that is not exactly one document (two on a line, say) shifts the rows.
+        if read is not None and read.num_rows == len(bodies):
+            return _split(read, bodies)
+    return [_decode_one(body) for body in bodies]
+
+
 def decode_orders_page(body: bytes) -> ArrowOrders | None:
-    """The page read by Arrow, or None when the reader cannot take this body (the caller then
-    decodes it as JSON, and reports any error the way it always did)."""
-    if not body:
+    return decode_orders_pages([body])[0]
+
+
+def _one_line(body: bytes) -> bool:
+    # Starts a document and ends one: it yields one row or more, never none.
+    return body[:1] == b"{" and body[-1:] == b"}" and b"\n" not in body
+
+
+def _decode_one(body: bytes) -> ArrowOrders | None:
+    read = _read(body) if body else None
+    if read is None or read.num_rows != 1:  # several JSON documents (or none): not a page
         return None
+    return _split(read, [body])[0]
+
+
+def _read(data: bytes) -> pa.Table | None:
     try:
         # The reader does not check UTF-8 inside strings; the JSON path refuses such a body.
-        pa.array([body], pa.binary()).cast(pa.string())
-        read = pj.read_json(
-            io.BytesIO(body),
-            read_options=pj.ReadOptions(use_threads=False, block_size=len(body) + 64),
+        pa.array([data], pa.binary()).cast(pa.string())
+        return pj.read_json(
+            io.BytesIO(data),
+            read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 64),
             parse_options=_PARSE,
         )
     except (pa.ArrowException, ValueError):  # invalid JSON or UTF-8, a type the schema refuses
         return None
-    if read.num_rows != 1:  # several JSON documents (or none): not one page body
-        return None
-    envelope = read.column("order").chunk(0)
-    items, total = envelope.field("items"), envelope.field("total")
+
+
+def _split(read: pa.Table, bodies: list[bytes]) -> list[ArrowOrders | None]:
+    """One `ArrowOrders` per row of `read` (row k is bodies[k])."""
+    envelope = read.column("order").combine_chunks()
+    items, totals = pc.struct_field(envelope, "items"), pc.struct_field(envelope, "total")
     # `{"order": null}`, a missing `items` or `total`: not a listing (the JSON path says so).
-    if envelope.null_count or items.null_count or total.null_count:
-        return None
+    valid = pc.and_(items.is_valid(), totals.is_valid()).to_pylist()
     rows = pc.list_flatten(items)
     ids = pc.struct_field(rows, "id").to_pylist()
-    leaves = _leaves(rows, body) if _declared_only(pa.struct(list(read.schema))) else None
-    return ArrowOrders(ids=ids, total=total[0].as_py(), leaves=leaves)
+    ends = np.cumsum(pc.list_value_length(items).fill_null(0).to_numpy())
+    columns = _columns(rows, bodies) if _declared_only(pa.struct(list(read.schema))) else None
+    pages: list[ArrowOrders | None] = []
+    for k, body in enumerate(bodies):
+        first, last = (int(ends[k - 1]) if k else 0), int(ends[k])
+        leaves = columns.page(k, first, last, body) if columns is not None else None
+        total = totals[k].as_py()
+        pages.append(ArrowOrders(ids[first:last], total, leaves) if valid[k] else None)
+    return pages
 
 
 # ---- what a page must pass to take the fast path ---------------------------------------------
@@ -180,27 +213,58 @@ _TEXT_RULES: dict[bytes, Callable[[Any], str | None]] = {
 }
 
 
-def _leaves(rows: pa.StructArray, body: bytes) -> Leaves | None:
-    if rows.null_count:
-        return None
-    body_array = pa.array([body], pa.binary())
-    if pc.any(pc.match_substring_regex(body_array, _STRING_NUMBER)).as_py():
-        return None
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The leaves of every record of several pages, cut into `Leaves` page by page."""
+
+    orders: dict[str, pa.Array]
+    items: dict[str, pa.Array]
+    counts: np.ndarray
+    item_ends: np.ndarray
+    broken_orders: np.ndarray  # null records before each record (one more entry than records)
+    broken_items: np.ndarray  # null items before each item (likewise)
+    string_numbers: list[bool]  # per body
+
+    def page(self, k: int, first: int, last: int, body: bytes) -> Leaves | None:
+        """Records first..last, those of body `k`; None when that page needs the Python path
+        (a null record or item, a string where a decimal belongs, a JSON-text column that
+        cannot be matched to its items)."""
+        start, stop = self._item_start(first), self._item_start(last)
+        broken = self.broken_orders[last] - self.broken_orders[first]
+        broken += self.broken_items[stop] - self.broken_items[start]
+        if broken or self.string_numbers[k]:
+            return None
+        texts = {}
+        for column, key in _TEXT_KEYS.items():
+            values = _json_texts(body, key, stop - start)
+            if values is None:
+                return None
+            texts[column] = pa.array(values, pa.string())
+        return Leaves(
+            {k: v.slice(first, last - first) for k, v in self.orders.items()},
+            {k: v.slice(start, stop - start) for k, v in self.items.items()} | texts,
+            self.counts[first:last],
+        )
+
+    def _item_start(self, record: int) -> int:
+        return int(self.item_ends[record - 1]) if record else 0
+
+
+def _columns(rows: pa.StructArray, bodies: list[bytes]) -> _Columns:
     lists = rows.field("productItems")
     items = pc.list_flatten(lists)
-    if items.null_count:
-        return None
-    texts = {}
-    for column, key in _TEXT_KEYS.items():
-        values = _json_texts(body, key, len(items))
-        if values is None:
-            return None
-        texts[column] = pa.array(values, pa.string())
+    bodies_array = pa.array(bodies, pa.binary())
+    string_numbers = pc.match_substring_regex(bodies_array, _STRING_NUMBER).to_pylist()
     orders, item_leaves = _fields(rows), _fields(items)
-    return Leaves(
+    counts = pc.list_value_length(lists).fill_null(0).to_numpy()
+    return _Columns(
         {k: orders[k] for k in _ORDER_LEAVES},
-        {k: item_leaves[k] for k in _ITEM_LEAVES} | texts,
-        pc.list_value_length(lists).fill_null(0).to_numpy(),
+        {k: item_leaves[k] for k in _ITEM_LEAVES},
+        counts,
+        np.cumsum(counts),
+        np.concatenate(([0], np.cumsum(rows.is_null().to_numpy(zero_copy_only=False)))),
+        np.concatenate(([0], np.cumsum(items.is_null().to_numpy(zero_copy_only=False)))),
+        string_numbers,
     )
 
 

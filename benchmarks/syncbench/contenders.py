@@ -209,7 +209,7 @@ def run_ours_python(args: argparse.Namespace) -> dict[str, Any]:
     in Python (what the fast path falls back to), to measure what the fast path gains."""
     from alter_pipeline.lake import fast_flatten
 
-    fast_flatten.decode_orders_page = lambda body: None
+    fast_flatten.decode_orders_pages = lambda bodies: [None] * len(bodies)
     return run_ours(args, full=True)
 
 

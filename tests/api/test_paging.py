@@ -39,7 +39,7 @@ from alter_pipeline.api.paging import (
     iter_pages,
     page_span,
 )
-from alter_pipeline.lake.fast_flatten import decode_orders_page
+from alter_pipeline.lake.fast_flatten import decode_orders_pages
 
 INF = float("inf")
 ORDERS = Listing("/customer-orders", "order", "orders:read")
@@ -212,7 +212,7 @@ def test_no_duplicates_and_no_misses_under_inserts_and_deletes(
 
 # ---- pages read by a listing's decoder -------------------------------------------------------
 
-FAST_ORDERS = Listing("/customer-orders", "order", "orders:read", decoder=decode_orders_page)
+FAST_ORDERS = Listing("/customer-orders", "order", "orders:read", decoder=decode_orders_pages)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -245,7 +245,9 @@ def test_decoded_page_rows_are_the_json_rows_not_yielded_before() -> None:
 
 
 def test_pages_a_decoder_cannot_read_are_decoded_as_json() -> None:
-    refused = Listing("/customer-orders", "order", "orders:read", decoder=lambda body: None)
+    refused = Listing(
+        "/customer-orders", "order", "orders:read", decoder=lambda bodies: [None] * len(bodies)
+    )
     pages = run_pager(ChangingList(23), refused, page_size=5)
     assert all(isinstance(page, Page) for page in pages)
     assert sorted(yielded_ids(pages)) == list(range(1, 24))

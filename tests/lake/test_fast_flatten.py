@@ -409,8 +409,35 @@ def test_a_full_sync_writes_the_same_tables_through_either_path(
         return tables
 
     fast = sync(tmp_path / "fast")
-    monkeypatch.setattr(fast_flatten, "decode_orders_page", lambda body: None)
+    monkeypatch.setattr(fast_flatten, "decode_orders_pages", lambda bodies: [None] * len(bodies))
     python = sync(tmp_path / "python")
     assert fast["orders"].num_rows == 300 - 4
     for table in fast:
         assert fast[table].equals(python[table]), table
+
+
+def test_pages_read_together_give_what_each_gives_alone(
+    emulator: Any, page: dict[str, Any]
+) -> None:
+    # The pager's decoder threads take several waiting bodies in one reader call.
+    bodies = page_bodies(emulator, limit=20, step=19)[:6]
+    odd = _unmark(json.loads(json.dumps(_mark(page))))
+    ODD["money as a string"](odd)
+    bodies.insert(2, compact(odd))  # no fast path for this page, only for it
+    bodies.insert(4, b'{"order":null}')  # not a listing: None for this body alone
+    together = fast_flatten.decode_orders_pages(bodies)
+    alone = [decode_orders_page(body) for body in bodies]
+    assert [d is None for d in together] == [d is None for d in alone] == [
+        False, False, False, False, True, False, False, False,
+    ]  # fmt: skip
+    for body, a, b in zip(bodies, together, alone, strict=True):
+        if a is None or b is None:
+            continue
+        assert (a.ids, a.total) == (b.ids, b.total)
+        assert (a.leaves is None) == (b.leaves is None) == (body == bodies[2])
+        if a.leaves is not None and b.leaves is not None:
+            one, two = fast_flatten.build(a.leaves), fast_flatten.build(b.leaves)
+            assert one is not None and two is not None
+            assert one.orders.equals(two.orders) and one.items.equals(two.items)
+    # A body that is not one document on one line makes each body be read alone.
+    assert fast_flatten.decode_orders_pages([bodies[0], b"{}\n{}"])[1] is None
