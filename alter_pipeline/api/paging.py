@@ -64,8 +64,11 @@ _NEG_INF = float("-inf")
 _POS_INF = float("inf")
 # Re-reads of the whole listing when `total` says rows are missing; and how many times.
 _FINAL_ROUNDS = 3
-DECODE_THREADS = 2  # a listing's decoder threads (see Listing.decoder)
-DECODE_BATCH = 8  # bodies one decoder call takes at most
+# A listing's decoder threads (see Listing.decoder), and the bodies one call takes at most.
+# One thread: a second one halved the batches and cost ~25% more CPU (contention on 2 cores)
+# for no gain in time at 100,000 orders.
+DECODE_THREADS = 1
+DECODE_BATCH = 16
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ and every column stay identical:
 from __future__ import annotations
 
 import io
-import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -80,7 +79,7 @@ WIRE_SCHEMA = pa.schema(
 
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="infer")
 
-# The leaves the tables need, by dotted path (see `_leaves`).
+# The leaves the tables need, by dotted path (see `_columns`).
 _ORDER_LEAVES = (
     "id", "customizerId", "orderStatus", "isSeenByOwner", "createdAt", "customizerOrderURL",
     "customizerName", "productGroup.id", "productGroup.name.en", "productGroup.name.pl",
@@ -106,39 +105,36 @@ class Leaves:
     items: dict[str, pa.Array]
     counts: np.ndarray
 
-    def select(self, keep: list[int]) -> Leaves:
-        """Only the records at `keep` (the pager dropped the others as seen before): usually a
-        run (a page's first record repeats the previous page's last), a zero-copy slice."""
-        if len(keep) == len(self.counts):
-            return self
-        ends = np.cumsum(self.counts)
-        if keep and keep == list(range(keep[0], keep[-1] + 1)):
-            first, last = keep[0], keep[-1] + 1
-            start, stop = int(ends[first] - self.counts[first]), int(ends[last - 1])
-            return Leaves(
-                {k: v.slice(first, last - first) for k, v in self.orders.items()},
-                {k: v.slice(start, stop - start) for k, v in self.items.items()},
-                self.counts[first:last],
-            )
-        rows = pa.array(keep, pa.int64())
-        parents = np.repeat(np.arange(len(self.counts)), self.counts)
-        mask = pa.array(np.isin(parents, keep))
-        return Leaves(
-            {k: v.take(rows) for k, v in self.orders.items()},
-            {k: v.filter(mask) for k, v in self.items.items()},
-            self.counts[keep],
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class ArrowOrders:
     """A page as the fast decoder read it: each record's id (None where it has none), the
-    listing's `total`, and the records' `leaves`, or None when this page must take the Python
-    path (see the module docstring)."""
+    listing's `total`, and the table rows of all its records (`flat`, with `counts` items per
+    record), or None when this page must take the Python path (see the module docstring)."""
 
     ids: list[int | None]
     total: int
-    leaves: Leaves | None
+    flat: flatten.FlatOrders | None = None
+    counts: np.ndarray | None = None
+
+    def rows(self, keep: list[int]) -> flatten.FlatOrders:
+        """The rows of the records at `keep` (the pager dropped the others as seen before):
+        usually a run (a page's first record repeats the previous page's last), a slice."""
+        assert self.flat is not None and self.counts is not None
+        if len(keep) == len(self.counts):
+            return self.flat
+        ends = np.cumsum(self.counts)
+        orders, items = self.flat.orders, self.flat.items
+        if keep and keep == list(range(keep[0], keep[-1] + 1)):
+            first, last = keep[0], keep[-1] + 1
+            start, stop = int(ends[first] - self.counts[first]), int(ends[last - 1])
+            return flatten.FlatOrders(
+                orders.slice(first, last - first), items.slice(start, stop - start)
+            )
+        parents = np.repeat(np.arange(len(self.counts)), self.counts)
+        return flatten.FlatOrders(
+            orders.take(pa.array(keep, pa.int64())), items.filter(np.isin(parents, keep))
+        )
 
 
 def decode_orders_pages(bodies: list[bytes]) -> list[ArrowOrders | None]:
@@ -173,7 +169,7 @@ def _decode_one(body: bytes) -> ArrowOrders | None:
 def _read(data: bytes) -> pa.Table | None:
     try:
         # The reader does not check UTF-8 inside strings; the JSON path refuses such a body.
-        pa.array([data], pa.binary()).cast(pa.string())
+        _as_binary(data).cast(pa.string())
         return pj.read_json(
             io.BytesIO(data),
             read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 64),
@@ -181,6 +177,12 @@ def _read(data: bytes) -> pa.Table | None:
         )
     except (pa.ArrowException, ValueError):  # invalid JSON or UTF-8, a type the schema refuses
         return None
+
+
+def _as_binary(data: bytes) -> pa.Array:
+    """`data` as a one-value binary array, without copying it."""
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int32).tobytes())
+    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data)])
 
 
 def _split(read: pa.Table, bodies: list[bytes]) -> list[ArrowOrders | None]:
@@ -193,13 +195,13 @@ def _split(read: pa.Table, bodies: list[bytes]) -> list[ArrowOrders | None]:
     ids = pc.struct_field(rows, "id").to_pylist()
     ends = np.cumsum(pc.list_value_length(items).fill_null(0).to_numpy())
     columns = _columns(rows, bodies) if _declared_only(pa.struct(list(read.schema))) else None
-    pages: list[ArrowOrders | None] = []
-    for k, body in enumerate(bodies):
-        first, last = (int(ends[k - 1]) if k else 0), int(ends[k])
-        leaves = columns.page(k, first, last, body) if columns is not None else None
-        total = totals[k].as_py()
-        pages.append(ArrowOrders(ids[first:last], total, leaves) if valid[k] else None)
-    return pages
+    bounds = [(int(ends[k - 1]) if k else 0, int(ends[k])) for k in range(len(bodies))]
+    none: list[tuple[None, None]] = [(None, None)] * len(bodies)
+    flats = columns.flats(bounds, bodies) if columns is not None else none
+    return [
+        ArrowOrders(ids[first:last], totals[k].as_py(), *flats[k]) if valid[k] else None
+        for k, (first, last) in enumerate(bounds)
+    ]
 
 
 # ---- what a page must pass to take the fast path ---------------------------------------------
@@ -215,7 +217,8 @@ _TEXT_RULES: dict[bytes, Callable[[Any], str | None]] = {
 
 @dataclass(frozen=True, slots=True)
 class _Columns:
-    """The leaves of every record of several pages, cut into `Leaves` page by page."""
+    """The leaves of every record of several pages (one reader call), with what each page
+    needs to be checked on its own."""
 
     orders: dict[str, pa.Array]
     items: dict[str, pa.Array]
@@ -225,10 +228,26 @@ class _Columns:
     broken_items: np.ndarray  # null items before each item (likewise)
     string_numbers: list[bool]  # per body
 
-    def page(self, k: int, first: int, last: int, body: bytes) -> Leaves | None:
-        """Records first..last, those of body `k`; None when that page needs the Python path
-        (a null record or item, a string where a decimal belongs, a JSON-text column that
-        cannot be matched to its items)."""
+    def flats(
+        self, bounds: list[tuple[int, int]], bodies: list[bytes]
+    ) -> list[tuple[flatten.FlatOrders | None, np.ndarray | None]]:
+        """Table rows of each body's records (bounds[k] = its records), built in one go for
+        all bodies when they all pass, else body by body; (None, None) for a body that must
+        take the Python path."""
+        texts = [self._texts(k, *bounds[k], body) for k, body in enumerate(bodies)]
+        if all(t is not None for t in texts):
+            merged = {
+                column: pa.array([v for t in texts if t for v in t[column]], pa.string())
+                for column in _TEXT_KEYS
+            }
+            whole = build(Leaves(self.orders, self.items | merged, self.counts))
+            if whole is not None:
+                return [self._cut(whole, first, last) for first, last in bounds]
+        return [self._alone(first, last, t) for (first, last), t in zip(bounds, texts, strict=True)]
+
+    def _texts(self, k: int, first: int, last: int, body: bytes) -> dict[str, list] | None:
+        """Body k's JSON-text columns, or None when its page needs the Python path (a null
+        record or item, a string where a decimal belongs, texts not matched to items)."""
         start, stop = self._item_start(first), self._item_start(last)
         broken = self.broken_orders[last] - self.broken_orders[first]
         broken += self.broken_items[stop] - self.broken_items[start]
@@ -239,15 +258,35 @@ class _Columns:
             values = _json_texts(body, key, stop - start)
             if values is None:
                 return None
-            texts[column] = pa.array(values, pa.string())
-        return Leaves(
-            {k: v.slice(first, last - first) for k, v in self.orders.items()},
-            {k: v.slice(start, stop - start) for k, v in self.items.items()} | texts,
-            self.counts[first:last],
-        )
+            texts[column] = values
+        return texts
 
     def _item_start(self, record: int) -> int:
         return int(self.item_ends[record - 1]) if record else 0
+
+    def _cut(
+        self, whole: flatten.FlatOrders, first: int, last: int
+    ) -> tuple[flatten.FlatOrders, np.ndarray]:
+        start, stop = self._item_start(first), self._item_start(last)
+        rows = flatten.FlatOrders(
+            whole.orders.slice(first, last - first), whole.items.slice(start, stop - start)
+        )
+        return rows, self.counts[first:last]
+
+    def _alone(
+        self, first: int, last: int, texts: dict[str, list] | None
+    ) -> tuple[flatten.FlatOrders | None, np.ndarray | None]:
+        if texts is None:
+            return None, None
+        start, stop = self._item_start(first), self._item_start(last)
+        leaves = Leaves(
+            {k: v.slice(first, last - first) for k, v in self.orders.items()},
+            {k: v.slice(start, stop - start) for k, v in self.items.items()}
+            | {c: pa.array(v, pa.string()) for c, v in texts.items()},
+            self.counts[first:last],
+        )
+        flat = build(leaves)
+        return (flat, leaves.counts) if flat is not None else (None, None)
 
 
 def _columns(rows: pa.StructArray, bodies: list[bytes]) -> _Columns:
@@ -342,22 +381,20 @@ def _json_texts(body: bytes, key: bytes, count: int) -> list[str | None] | None:
     parts = body.split(b'"' + key + b'":')
     if len(parts) != count + 1:
         return None
+    # A real key follows `{` or `,`; `\"key":` would be the end of a string's content.
+    if not {part[-1:] for part in parts[:-1]} <= _KEY_OPENERS:
+        return None
+    raws = [p[: p.find(b"}") + 1] if p[:1] == b"{" else p[:4] for p in parts[1:]]
     cache = _text_caches[key]
-    texts: list[Any] = []
-    for before, after in itertools.pairwise(parts):
-        # A real key follows `{` or `,`; `\"key":` would be the end of a string's content.
-        if before[-1:] not in (b"{", b","):
-            return None
-        raw = after[: after.find(b"}") + 1] if after[:1] == b"{" else after[:4]
-        text = cache.get(raw, _MISSING)
-        if text is _MISSING:
-            if len(cache) >= _CACHE_SIZE:
-                cache.clear()
-            text = cache[raw] = _text_of(raw, _TEXT_RULES[key])
-        if text is _REFUSED:
-            return None
-        texts.append(text)
-    return texts
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    for raw in set(raws).difference(cache):
+        cache[raw] = _text_of(raw, _TEXT_RULES[key])
+    texts = list(map(cache.__getitem__, raws))
+    return None if _REFUSED in texts else texts
+
+
+_KEY_OPENERS = {b"{", b","}
 
 
 def _text_of(raw: bytes, rule: Callable[[Any], str | None]) -> Any:
@@ -461,29 +498,29 @@ def _timestamps(texts: pa.Array) -> pa.Array | None:
 
 # ---- pages -----------------------------------------------------------------------------------
 
-BATCH_PAGES = 16  # pages flattened together: fewer, larger Arrow calls
+BATCH_PAGES = 16  # pages written together: fewer, larger Parquet writes
 
 
 def flatten_order_pages(
     pages: Iterable[Any], batch_pages: int = BATCH_PAGES
 ) -> Iterator[tuple[list[Any], flatten.FlatOrders]]:
-    """Flatten a listing's pages, `batch_pages` at a time where the fast path can take them:
-    yields each group of pages with their orders and items. A page without Arrow leaves
-    (from `decode_orders_page`) goes through `flatten.flatten_orders` on its own; a batch
-    that fails the contract checks is retried page by page, and a failing page takes the
-    Python path, so the rows and rejections are those `flatten_orders` gives."""
+    """A listing's orders and items, `batch_pages` pages at a time: a page the fast decoder
+    built (`decode_orders_pages`) is cut to the records the pager kept; any other page goes
+    through `flatten.flatten_orders`, so the rows and rejections are those it gives."""
     batch: list[Any] = []
+    flats: list[flatten.FlatOrders] = []
     for page in pages:
-        leaves = _page_leaves(page)
-        if leaves is None:
-            yield [page], flatten.flatten_orders(page.items)
-            continue
-        batch.append((page, leaves))
+        decoded = getattr(page, "decoded", None)
+        if isinstance(decoded, ArrowOrders) and decoded.flat is not None:
+            flats.append(decoded.rows(page.keep))
+        else:
+            flats.append(flatten.flatten_orders(page.items))
+        batch.append(page)
         if len(batch) >= batch_pages:
-            yield _flush(batch)
-            batch = []
+            yield batch, _concat(flats)
+            batch, flats = [], []
     if batch:
-        yield _flush(batch)
+        yield batch, _concat(flats)
 
 
 def flatten_order_page(page: Any) -> flatten.FlatOrders:
@@ -491,32 +528,11 @@ def flatten_order_page(page: Any) -> flatten.FlatOrders:
     return next(flatten_order_pages([page], batch_pages=1))[1]
 
 
-def _page_leaves(page: Any) -> Leaves | None:
-    decoded = getattr(page, "decoded", None)
-    if not isinstance(decoded, ArrowOrders) or decoded.leaves is None:
-        return None
-    return decoded.leaves.select(page.keep)
-
-
-def _flush(batch: list[tuple[Any, Leaves]]) -> tuple[list[Any], flatten.FlatOrders]:
-    pages = [page for page, _ in batch]
-    flat = build(_concat([leaves for _, leaves in batch]))
-    if flat is not None:
-        return pages, flat
-    # Some record breaks the contract: find it page by page.
-    flats = [build(leaves) or flatten.flatten_orders(page.items) for page, leaves in batch]
-    return pages, flatten.FlatOrders(
+def _concat(flats: list[flatten.FlatOrders]) -> flatten.FlatOrders:
+    if len(flats) == 1:
+        return flats[0]
+    return flatten.FlatOrders(
         orders=pa.concat_batches([f.orders for f in flats]),
         items=pa.concat_batches([f.items for f in flats]),
         rejected=[r for f in flats for r in f.rejected],
-    )
-
-
-def _concat(parts: list[Leaves]) -> Leaves:
-    if len(parts) == 1:
-        return parts[0]
-    return Leaves(
-        {k: pa.concat_arrays([p.orders[k] for p in parts]) for k in parts[0].orders},
-        {k: pa.concat_arrays([p.items[k] for p in parts]) for k in parts[0].items},
-        np.concatenate([p.counts for p in parts]),
     )

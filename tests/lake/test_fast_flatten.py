@@ -365,14 +365,14 @@ def test_an_empty_listing_page_decodes() -> None:
 
 
 def test_a_batch_with_one_bad_page_keeps_the_other_pages_fast(emulator: Any) -> None:
-    bodies = page_bodies(emulator)
+    bodies = page_bodies(emulator, limit=20, step=19)
     bad = json.loads(bodies[1], parse_float=Literal)
     bad["order"]["items"][3]["orderStatus"] = "on_hold"
     bodies[1] = compact(_unmark(json.loads(json.dumps(_mark(bad)))))
     pages = []
-    for body in bodies:
-        decoded = decode_orders_page(body)
+    for body, decoded in zip(bodies, fast_flatten.decode_orders_pages(bodies), strict=True):
         assert decoded is not None
+        assert (decoded.flat is None) == (body == bodies[1])  # read together, built alone
         pages.append(
             FastPage(0, decoded.total, decoded, list(range(len(decoded.ids))), body, "order")
         )
@@ -434,10 +434,8 @@ def test_pages_read_together_give_what_each_gives_alone(
         if a is None or b is None:
             continue
         assert (a.ids, a.total) == (b.ids, b.total)
-        assert (a.leaves is None) == (b.leaves is None) == (body == bodies[2])
-        if a.leaves is not None and b.leaves is not None:
-            one, two = fast_flatten.build(a.leaves), fast_flatten.build(b.leaves)
-            assert one is not None and two is not None
-            assert one.orders.equals(two.orders) and one.items.equals(two.items)
+        assert (a.flat is None) == (b.flat is None) == (body == bodies[2])
+        if a.flat is not None and b.flat is not None:
+            assert a.flat.orders.equals(b.flat.orders) and a.flat.items.equals(b.flat.items)
     # A body that is not one document on one line makes each body be read alone.
     assert fast_flatten.decode_orders_pages([bodies[0], b"{}\n{}"])[1] is None
