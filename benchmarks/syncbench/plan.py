@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FAST = ("alter-pipeline", "limit")  # measured `reps` times
-SLOW = ("dlt", "naive")  # sequential peers: `slow_reps` times (minutes each at 100k)
+SLOW = ("dlt", "naive")  # sequential peers: `slow_reps` and `naive_reps` times (minutes each)
 CONTENDERS = ("alter-pipeline", "dlt", "naive", "limit")
 
 
@@ -14,11 +14,12 @@ class Plan:
     name: str
     main_orders: int  # the store the targets are stated for
     reps: int
-    slow_reps: int
+    slow_reps: int  # dlt, the peer of the speed target
     scale_orders: tuple[int, ...]  # smaller stores, every contender once (chart)
     big_orders: int  # memory growth and analytics: alter-pipeline `big_reps` times, the limit once
     concurrencies: tuple[int, ...]  # swept on the first scale store (else the main one)
     concurrency: int = 8
+    naive_reps: int = 1  # the naive baseline (no target): its 2.5 minutes once at 100k
     big_reps: int = 2
     contenders: tuple[str, ...] = CONTENDERS
     cli: bool = True  # one `alter-pipeline sync --full` (Dagster start-up included)
@@ -50,6 +51,11 @@ QUICK = Plan(
     cli=False,
     analytics_runs=2,
 )
+
+
+def reps_of(plan: Plan, name: str) -> int:
+    """How many times `name` runs on the main store."""
+    return {"dlt": plan.slow_reps, "naive": plan.naive_reps}.get(name, plan.reps)
 
 
 def rotation(contenders: tuple[str, ...], rep: int) -> list[str]:

@@ -121,7 +121,8 @@ def table(results: dict[str, Any]) -> str:
     ours = main[OURS]
     lines = [
         f"Full sync of {plan['main_orders']:,} orders, emulator latency 30 ms, seed 7, "
-        f"medians of {plan['reps']} runs ({plan['slow_reps']} for dlt and naive):",
+        f"medians of {plan['reps']} runs ({plan['slow_reps']} for dlt, "
+        f"{plan.get('naive_reps', plan['slow_reps'])} for naive):",
         "",
         "| contender | wall s | orders/s | vs alter-pipeline | requests | peak RSS MB | CPU s "
         "| orders | items |",

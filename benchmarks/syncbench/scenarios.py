@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmarks.syncbench.emulator import Emulator
 from benchmarks.syncbench.measure import Measurement, run_measured
-from benchmarks.syncbench.plan import FAST, SLOW, Plan, rotation
+from benchmarks.syncbench.plan import FAST, Plan, reps_of, rotation
 
 OURS = "alter-pipeline"
 
@@ -122,12 +122,12 @@ def main_store(session: Session) -> None:
 
 
 def _repetitions(session: Session, emu: Emulator) -> Path:
-    """Every contender, `reps` times (the slow peers `slow_reps` times), in a rotating order.
+    """Every contender, `reps` times (dlt `slow_reps`, naive `naive_reps`), in a rotating order.
     Returns the lake of alter-pipeline's last run (for the incremental sync)."""
     lake: Path | None = None
     for rep in range(session.plan.reps):
         for name in rotation(session.plan.contenders, rep):
-            if name in SLOW and rep >= session.plan.slow_reps:
+            if rep >= reps_of(session.plan, name):
                 continue
             _, out = session.measure(emu, name, rep)
             if name == OURS:
