@@ -439,3 +439,15 @@ def test_pages_read_together_give_what_each_gives_alone(
             assert a.flat.orders.equals(b.flat.orders) and a.flat.items.equals(b.flat.items)
     # A body that is not one document on one line makes each body be read alone.
     assert fast_flatten.decode_orders_pages([bodies[0], b"{}\n{}"])[1] is None
+
+
+def test_a_failure_inside_the_fast_path_hands_the_pages_to_json(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fast_flatten, "_split", broken)
+    bodies = page_bodies(emulator)
+    assert fast_flatten.decode_orders_pages(bodies) == [None] * len(bodies)
+    assert "decoding them as JSON" in caplog.text
