@@ -29,7 +29,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -73,22 +73,18 @@ class Storefront:
 class Storefronts:
     entries: tuple[Storefront, ...]
     source: str = "storefronts.yaml"
-    by_name: dict[str, Storefront] = field(default_factory=dict, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.by_name.update({s.name: s for s in self.entries})
 
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.entries]
 
     def get(self, name: str) -> Storefront:
-        try:
-            return self.by_name[name]
-        except KeyError:
+        found = next((s for s in self.entries if s.name == name), None)
+        if found is None:
             raise StorefrontsError(
                 f"{self.source}: no storefront named {name!r} (known: {', '.join(self.names)})"
-            ) from None
+            )
+        return found
 
 
 def load_storefronts(path: Path) -> Storefronts:

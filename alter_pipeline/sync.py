@@ -489,11 +489,12 @@ class StorefrontMismatchError(RuntimeError):
     """The credentials belong to another storefront than the lake's rows."""
 
 
-def claim_storefront(client: Any, writer: SnapshotWriter) -> int:
+def claim_storefront(client: Any, writer: SnapshotWriter, storefront_id: int | None = None) -> int:
     """Stamp the snapshot with the credentials' storefront (`GET /auth/check`), refusing to
     mix two storefronts' rows in one lake (a key swapped in the environment, say): the diff
     would report every order deleted and every other one created."""
-    storefront_id = client.auth_check().storefront_id
+    if storefront_id is None:  # the caller may have asked already (to pick the lake)
+        storefront_id = client.auth_check().storefront_id
     known = writer.parent.meta("storefront_id") if writer.parent else None
     if known is not None and known != storefront_id:
         raise StorefrontMismatchError(
@@ -546,13 +547,15 @@ def run_sync(
     progress: ProgressCallback | None = None,
     meta: dict[str, Any] | None = None,
     now: datetime | None = None,
+    storefront_id: int | None = None,
 ) -> SyncReport:
-    """Sync into a new snapshot; it is committed only if everything succeeded."""
+    """Sync into a new snapshot; it is committed only if everything succeeded.
+    `storefront_id`: what GET /auth/check said of the client's credentials, if already asked."""
     progress = progress or _no_progress
     policy = policy or IncrementalPolicy()
     started, clock = now or datetime.now(UTC), time.perf_counter()
     with lake.write() as writer, _scratch_db(lake) as con:
-        claim_storefront(client, writer)
+        claim_storefront(client, writer, storefront_id)
         incremental = not full and writer.parent is not None and writer.parent.has_table("orders")
         report = SyncReport(
             snapshot_id=writer.snapshot_id,

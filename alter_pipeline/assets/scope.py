@@ -89,15 +89,16 @@ class Scope:
     def lake(self) -> Lake:
         return self.lake_resource.lake(self.root())
 
-    def lake_for_sync(self, client: AlterClient) -> Lake:
+    def lake_for_sync(self, client: AlterClient) -> tuple[Lake, int | None]:
         """The lake a sync writes: the storefront's own, found from the id the API gives its
-        credentials (and linked from its name for everything else to find)."""
+        credentials (and linked from its name for everything else to find), with that id
+        (None when not asked: the sync asks itself)."""
         if self.name is None:
-            return self.lake_resource.lake()
+            return self.lake_resource.lake(), None
         data_dir = self.lake_resource.path()
         storefront_id = client.auth_check().storefront_id
         sf.link_name(data_dir, self.name, storefront_id)
-        return self.lake_resource.lake(sf.lake_root(data_dir, storefront_id))
+        return self.lake_resource.lake(sf.lake_root(data_dir, storefront_id)), storefront_id
 
     def settings(self) -> Settings:
         """Settings whose data_dir is this storefront's root: its outbox and ledger live there."""

@@ -95,7 +95,7 @@ def _sync(
     scope = scope_of(context, lake, alter_api)
     try:
         with scope.client() as client:
-            storefront_lake = scope.lake_for_sync(client)
+            storefront_lake, storefront_id = scope.lake_for_sync(client)
             report = sync.run_sync(
                 client,
                 storefront_lake,
@@ -105,6 +105,7 @@ def _sync(
                 concurrency=config.concurrency or alter_api.concurrency,
                 progress=log_progress,
                 meta={"run_id": context.run.run_id, "storefront_name": scope.name},
+                storefront_id=storefront_id,
             )
             stats = client.stats.snapshot()
     except (AlterAPIError, sync.StorefrontMismatchError) as error:

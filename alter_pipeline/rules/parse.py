@@ -32,6 +32,7 @@ from alter_pipeline.rules.fields import (
     parse_duration,
 )
 from alter_pipeline.rules.transitions import TransitionTable, forbidden_moves
+from alter_pipeline.storefronts import NAME as STOREFRONT_NAME
 
 RULE_KEYS = (
     "id",
@@ -44,7 +45,6 @@ RULE_KEYS = (
     "when",
     "then",
 )
-STOREFRONT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 TOP_KEYS = ("rules", "transitions", "max_transitions_per_run")
 COMBINATORS = ("all", "any", "not", "any_item", "all_items")
 ACTIONS = ("set_status", "set_quantity")

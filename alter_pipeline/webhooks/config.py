@@ -28,6 +28,7 @@ import yaml
 
 from alter_pipeline.config import ConfigError
 from alter_pipeline.events.schema import EVENT_TYPES
+from alter_pipeline.storefronts import NAME as STOREFRONT_NAME
 from alter_pipeline.webhooks.signing import secret_from_env
 
 DEFAULT_TIMEOUT_S = 15.0
@@ -35,7 +36,6 @@ MAX_TIMEOUT_S = 60.0
 ENDPOINT_KEYS = ("id", "url", "events", "secret_env", "enabled", "timeout_s", "storefront")
 REQUIRED_KEYS = ("id", "url", "events", "secret_env")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_STOREFRONT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # as alter_pipeline.storefronts.NAME
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATTERN = re.compile(r"[a-z*][a-z_.*]*")
 
@@ -236,7 +236,7 @@ class _Parser:
         """`storefront: berlin` or `storefront: [berlin, paris]` (names of storefronts.yaml)."""
         nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
         names = [self.scalar(n) for n in nodes]
-        if not names or not all(isinstance(n, str) and _STOREFRONT.fullmatch(n) for n in names):
+        if not names or not all(isinstance(n, str) and STOREFRONT_NAME.fullmatch(n) for n in names):
             self.problem(node, path, "expected a storefront name of storefronts.yaml, or a list")
             return None
         return tuple(names)
