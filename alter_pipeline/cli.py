@@ -297,6 +297,7 @@ def emulator(
     fault_rate: float = typer.Option(0.0, help="Share of requests answered 500/502/503."),
     rate_limit: float | None = typer.Option(None, help="Requests per second before 429."),
     live: bool = typer.Option(False, help="Shoppers keep creating and changing orders."),
+    live_rate: float = typer.Option(5.0, help="Shopper actions per second in live mode."),
 ) -> None:
     """Serve a local emulator of the Alter public API (no credentials needed)."""
 
@@ -316,6 +317,7 @@ def emulator(
             fault_rate=fault_rate,
             rate_limit=rate_limit,
             live=live,
+            live_rate=live_rate,
             **(
                 {"scopes": tuple(s.strip() for s in scopes.split(",") if s.strip())}
                 if scopes

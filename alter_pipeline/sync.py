@@ -15,9 +15,11 @@ report into materialization metadata (and so can any other scheduler).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from alter_pipeline import selfcheck
+from alter_pipeline.contract import ORDER_STATUSES
 from alter_pipeline.events import detect
 from alter_pipeline.events.schema import ORDER_EVENTS, ORDER_EVENTS_TABLE
 from alter_pipeline.lake import Lake, Snapshot, SnapshotWriter, fast_flatten, schemas
@@ -42,7 +46,7 @@ ProgressCallback = Callable[[str, int, int, int], None]
 """progress(entity, pages_done, pages_total, rows_so_far)"""
 
 FINAL_STATUSES = ("completed", "cancelled")
-PAGE = 50
+PAGE = selfcheck.PAGE
 
 # Extra in-process observers of progress (the CLI's progress bar); Dagster logs it regardless.
 progress_listeners: list[ProgressCallback] = []
@@ -79,6 +83,9 @@ class SyncReport:
     # (or what changed after it ran).
     changed_orders: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    check: CheckFigures = field(default_factory=lambda: CheckFigures())
+    # Why an incremental sync listed every order instead (its self-check's finding).
+    escalated: str = ""
 
     @property
     def rows_per_second(self) -> float:
@@ -103,10 +110,12 @@ def _pages(total: int) -> int:
 
 def write_all_orders(
     client: Any, writer: SnapshotWriter, report: SyncReport, progress, concurrency: int
-) -> None:
+) -> selfcheck.HeldIds:
+    """List every order into the snapshot; returns the ids listed (rejected ones included)."""
     stats = report.orders
     orders = writer.table("orders", schemas.ORDERS)
     items = writer.table("order_items", schemas.ORDER_ITEMS)
+    listed: list[pa.Array] = []
     # The pager's decoder thread reads each page with Arrow's JSON reader (off the GIL) and
     # builds its rows with Arrow compute; a page it cannot prove identical goes through
     # flatten_orders (same rows, same rejections). Pages are written 16 at a time.
@@ -116,12 +125,81 @@ def write_all_orders(
     for batch, flat in fast_flatten.flatten_order_pages(pages):
         orders.write(flat.orders)
         items.write(flat.items)
+        listed.append(flat.orders.column("order_id"))
         report.rejected.extend(flat.rejected)
         stats.pages += len(batch)
         stats.api_total = batch[-1].total
         stats.rejected += len(flat.rejected)
         progress("orders", stats.pages, _pages(stats.api_total), orders.rows)
     stats.rows, stats.child_rows = orders.rows, items.rows
+    rejected = {_as_id(r.record_id) for r in report.rejected if r.entity == "order"}
+    return selfcheck.HeldIds(
+        [*pa.chunked_array(listed, pa.int64()).to_pylist(), *(i for i in rejected if i)]
+    )
+
+
+class ListingMismatchError(RuntimeError):
+    """A full listing could not be brought into agreement with the API's `total`."""
+
+
+def check_full_listing(
+    client: Any,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    con: duckdb.DuckDBPyConnection,
+    held: selfcheck.HeldIds,
+) -> None:
+    """Make the listing agree with the `total` the API reports once it has ended: orders
+    read and then deleted while the listing ran (ghosts) are found and dropped, orders
+    created after the newest end was read are added. Fails (nothing committed) when no
+    agreement comes within the bounds."""
+    if any(r.entity == "order" and _as_id(r.record_id) is None for r in report.rejected):
+        report.check.path = "skipped"
+        report.check.reason = "the listing has records without a usable id (rejected_records)"
+        return
+    listed = set(held.between(-math.inf, math.inf))
+
+    def confirm(extra: set[int]) -> set[int]:
+        return extra - orders_still_there(client, sorted(extra))
+
+    result = SelfCheck(client, report.check).converge(held, confirm=confirm)
+    if result.path == "unresolved":
+        raise ListingMismatchError(result.reason)
+    if result.path == "skipped":
+        return
+    report.check.ghosts_dropped = len(result.deleted & listed)
+    report.orders.api_total = result.total
+    if result.deleted or result.new_rows:
+        _patch_listing(con, writer, report, result.deleted, list(result.new_rows.values()))
+
+
+def _patch_listing(
+    con: duckdb.DuckDBPyConnection,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    deleted: set[int],
+    new_rows: list[dict[str, Any]],
+) -> None:
+    """Rewrite the listed orders and items without `deleted`, plus `new_rows`."""
+    flat = flatten_orders(new_rows)
+    report.rejected.extend(flat.rejected)
+    report.orders.rejected += len(flat.rejected)
+    constants = writer.constants()
+    con.register("fresh_orders", conform(flat.orders, schemas.ORDERS, constants))
+    con.register("fresh_items", conform(flat.items, schemas.ORDER_ITEMS, constants))
+    con.register("gone", pa.table({"order_id": pa.array(sorted(deleted), pa.int64())}))
+    counts = []
+    for table, schema, fresh in (
+        ("orders", schemas.ORDERS, "fresh_orders"),
+        ("order_items", schemas.ORDER_ITEMS, "fresh_items"),
+    ):
+        with writer.rewrite(table) as listed:
+            old = detect.parquet_glob(listed)
+            sql = f"""SELECT * FROM read_parquet('{old}') WHERE order_id NOT IN
+                          (SELECT order_id FROM gone UNION ALL SELECT order_id FROM fresh_orders)
+                      UNION ALL SELECT * FROM {fresh}"""
+            counts.append(_stream(con, sql, writer, table, schema))
+    report.orders.rows, report.orders.child_rows = counts
 
 
 def write_all_products(
@@ -223,29 +301,173 @@ def orders_still_there(client: Any, candidates: list[int]) -> set[int]:
     return present
 
 
+# ---- self-check against the API's totals (selfcheck.py) --------------------------------------
+
+
+@dataclass
+class CheckFigures:
+    """What a sync's self-check did, for the run's metadata."""
+
+    path: str = "not run"
+    reason: str = ""
+    total_reads: int = 0  # reads of the newest end of the list (its `total`)
+    locate_reads: int = 0  # page reads spent locating differences
+    status_reads: int = 0  # per-status totals and their locating
+    deletions_found: int = 0  # deleted orders only the check found
+    ghosts_dropped: int = 0  # orders a full listing read, then found deleted meanwhile
+    status_changes_found: int = 0  # orders whose status moved, found by per-status totals
+    missing_found: int = 0  # orders the API lists that the sync did not hold
+
+    @property
+    def requests(self) -> int:
+        return self.total_reads + self.locate_reads + self.status_reads
+
+
+class SelfCheck:
+    """Runs `selfcheck` over this client's order listing and keeps the figures."""
+
+    def __init__(self, client: Any, figures: CheckFigures) -> None:
+        self._client = client
+        self.figures = figures
+
+    def newest(self, offset: int) -> Any:
+        return self._client.list_orders_raw(
+            offset=offset, limit=PAGE, order_by="id", direction="DESC"
+        )
+
+    def listing(self, status: str | None = None) -> selfcheck.ReadPage:
+        def read(offset: int) -> Any:
+            return self._client.list_orders_raw(
+                offset=offset, limit=PAGE, order_by="id", direction="ASC", order_status=status
+            )
+
+        return read
+
+    def converge(
+        self,
+        held: selfcheck.HeldIds,
+        updates: OrderUpdates | None = None,
+        confirm: selfcheck.Confirm | None = None,
+    ) -> selfcheck.Convergence:
+        """Agree with the total. With `updates` (an incremental sync): extra ids are batch
+        re-read into it, new rows taken into it, and a costly difference escalates."""
+        if updates is not None:
+            confirm = functools.partial(reread_into, self._client, updates)
+        assert confirm is not None
+        budget = selfcheck.listing_cost(len(held))
+        result = selfcheck.converge(
+            held, self.newest, self.listing(), confirm, budget=budget, escalate=bool(updates)
+        )
+        if updates is not None:
+            # Rows found new in one round may have been found deleted in a later one.
+            fresh = [row for i, row in result.new_rows.items() if i not in result.deleted]
+            updates.take([*fresh, *result.unkeyed_rows])
+        figures = self.figures
+        if figures.path != "located" or result.path not in ("agreed", "located"):
+            figures.path = result.path
+        figures.reason = result.reason
+        figures.total_reads += result.total_reads
+        figures.locate_reads += result.locate_reads
+        figures.deletions_found += len(result.deleted)
+        figures.missing_found += result.found_missing
+        return result
+
+    def statuses(self, statuses: dict[int, str | None], updates: OrderUpdates) -> bool:
+        """Compare each status's `total` with the orders held in it; locate the orders whose
+        status moved (or that were deleted) and re-read them into `updates`. Returns whether
+        orders were found deleted or new (the overall total must then be checked again)."""
+        by_status: dict[str | None, list[int]] = {}
+        for order_id, status in statuses.items():
+            by_status.setdefault(status, []).append(order_id)
+        budget = max(10, selfcheck.listing_cost(len(statuses)) // 4)
+        extra: set[int] = set()
+        missing: dict[int, dict[str, Any]] = {}
+        for status in ORDER_STATUSES:
+            held = selfcheck.HeldIds(by_status.get(status, ()))
+            found = self._locate_status(status, held, budget)
+            if found is None:
+                continue
+            budget -= found.reads
+            extra |= found.extra
+            missing.update(found.missing)
+        updates.take(missing.values())
+        deleted = reread_into(self._client, updates, extra - set(missing))
+        self.figures.deletions_found += len(deleted)
+        self.figures.status_changes_found += len((extra | set(missing)) - deleted)
+        return bool(deleted) or any(i not in statuses for i in missing)
+
+    def _locate_status(
+        self, status: str, held: selfcheck.HeldIds, budget: int
+    ) -> selfcheck.Difference | None:
+        read = self.listing(status)
+        total = self._client.list_orders_raw(
+            offset=0, limit=1, order_by="id", direction="ASC", order_status=status
+        ).total
+        self.figures.status_reads += 1
+        difference = len(held) - total
+        if difference == 0:
+            return None
+        if selfcheck.locate_cost(abs(difference), len(held)) > budget:
+            self.figures.reason = f"status {status}: {difference:+d} orders, not located (cost)"
+            return None
+        try:
+            found = selfcheck.locate(held, read, total, budget)
+        except selfcheck.UnkeyedRowsError as error:
+            self.figures.reason = f"status {status}: {error}"
+            return None
+        self.figures.status_reads += found.reads
+        return found
+
+
 # ---- incremental -------------------------------------------------------------------------
 
 
-def newest_orders(client: Any, known_max_id: int) -> tuple[list[dict[str, Any]], int]:
-    """Orders with ids above `known_max_id`, read from the newest end of the list, plus the
-    records on those pages whose id is unusable (the flattener rejects them, with the reason:
-    they must reach rejected_records, not vanish)."""
-    found: dict[int, dict[str, Any]] = {}
-    broken: dict[str, dict[str, Any]] = {}
-    offset, total = 0, 0
-    while True:
-        page = client.list_orders_raw(offset=offset, limit=PAGE, order_by="id", direction="DESC")
-        total = page.total
-        ids = [o.get("id") for o in page.items if isinstance(o.get("id"), int)]
-        for order in page.items:
-            if not isinstance(order.get("id"), int):
-                broken.setdefault(json.dumps(order, sort_keys=True, default=str), order)
-            elif order["id"] > known_max_id:
-                found[order["id"]] = order
-        # An insert while paging shifts rows down: re-reading one row is harmless (dedup by id).
-        if len(page.items) < PAGE or (ids and min(ids) <= known_max_id):
-            return [*found.values(), *broken.values()], total
-        offset += PAGE
+@dataclass
+class OrderUpdates:
+    """What a sync learned of single orders since the previous snapshot: their newest raw
+    rows by id (list or detail shape), the ids found deleted, and records without a usable id
+    (the flattener rejects them, with the reason: they must reach rejected_records)."""
+
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
+    _broken: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def broken(self) -> list[Any]:
+        return list(self._broken.values())
+
+    def take(self, rows: Iterable[Any]) -> None:
+        for row in rows:
+            order_id = selfcheck.row_id(row)
+            if order_id is None:  # the same broken record read twice is one rejection
+                self._broken.setdefault(json.dumps(row, sort_keys=True, default=str), row)
+                continue
+            earlier = self.rows.get(order_id)
+            if earlier is not None and "isSeenByOwner" in earlier and "isSeenByOwner" not in row:
+                # The detail shape has no isSeenByOwner: keep what the list said moments ago.
+                row = {**row, "isSeenByOwner": earlier["isSeenByOwner"]}
+            self.rows[order_id] = row
+            self.deleted.discard(order_id)
+
+    def drop(self, order_ids: Iterable[int]) -> None:
+        for order_id in order_ids:
+            self.rows.pop(order_id, None)
+            self.deleted.add(order_id)
+
+
+def reread_into(client: Any, updates: OrderUpdates, wanted: Iterable[int]) -> set[int]:
+    """Batch re-read `wanted` into `updates`; ids the answers lack are deleted (asked about one
+    by one when an answer holds a record without a usable id). Returns the deleted ids."""
+    wanted = sorted(set(wanted))
+    reread = client.get_orders_raw(wanted) if wanted else []
+    answered = [o.get("id") if isinstance(o, dict) else None for o in reread]
+    unanswered = set(wanted) - set(answered)
+    if not all(isinstance(i, int) for i in answered):
+        # A record whose id is broken could be any of the unanswered orders: ask about those.
+        unanswered -= orders_still_there(client, sorted(unanswered))
+    updates.take(reread)
+    updates.drop(unanswered)
+    return unanswered
 
 
 def rejected_order_ids(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> list[int]:
@@ -290,6 +512,17 @@ def ids_to_reread(
     return [r[0] for r in rows]
 
 
+def _parent_statuses(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> dict[int, str]:
+    orders = detect.parquet_glob(parent.table_dir("orders"))
+    rows = con.execute(f"SELECT order_id, status FROM read_parquet('{orders}')").fetchall()
+    return dict(rows)
+
+
+class EscalateToFullListing(Exception):
+    """An incremental sync's self-check found a difference that costs more to locate than
+    a full listing: the sync lists every order instead (the reason is in the report)."""
+
+
 def write_incremental_orders(
     client: Any,
     writer: SnapshotWriter,
@@ -298,18 +531,45 @@ def write_incremental_orders(
     policy: IncrementalPolicy,
     now: datetime,
 ) -> None:
+    """Re-read what the policy says may have changed, check the result against the API's
+    totals (locating deletions, status changes and anything else missed), then merge."""
     parent = writer.parent
     assert parent is not None
-    orders_glob = detect.parquet_glob(parent.table_dir("orders"))
-    known_max = con.execute(
-        f"SELECT coalesce(max(order_id), 0) FROM read_parquet('{orders_glob}')"
-    ).fetchone()[0]
-    new_raw, report.orders.api_total = newest_orders(client, known_max)
+    statuses = _parent_statuses(con, parent)
+    known_max = max(statuses, default=0)
     slot = int(parent.meta("rotation_slot", 0)) + 1
     writer.meta["rotation_slot"] = slot
     wanted = set(ids_to_reread(con, parent, policy, slot, now))
-    wanted |= set(rejected_order_ids(con, parent)) - {o.get("id") for o in new_raw}
-    reread_orders(client, writer, report, con, sorted(wanted), new_raw)
+    wanted |= set(rejected_order_ids(con, parent))
+    updates = OrderUpdates()
+    reread_into(client, updates, wanted)
+    check = SelfCheck(client, report.check)
+    held = selfcheck.HeldIds(set(statuses) - updates.deleted)
+    result = check.converge(held, updates)
+    if result.agreed:
+        statuses.update({i: _status_of(row) for i, row in updates.rows.items()})
+        for order_id in updates.deleted:
+            statuses.pop(order_id, None)
+        if check.statuses(statuses, updates):
+            held.update(add=updates.rows, remove=updates.deleted)
+            result = check.converge(held, updates)
+    if result.path == "escalate":
+        raise EscalateToFullListing(result.reason)
+    report.orders.api_total = result.total
+    report.reread = len(wanted)
+    report.new_orders = sum(1 for i in updates.rows if i > known_max)
+    report.deleted = len(updates.deleted)
+    flat = flatten_orders([*updates.rows.values(), *updates.broken])
+    report.rejected.extend(flat.rejected)
+    report.orders.rejected = len(flat.rejected)
+    report.orders.rows, report.orders.child_rows = _merge_into(
+        con, writer, parent, flat.orders, flat.items, updates.deleted
+    )
+
+
+def _status_of(row: dict[str, Any]) -> str | None:
+    status = row.get("orderStatus")
+    return status if isinstance(status, str) else None
 
 
 def reread_orders(
@@ -318,25 +578,18 @@ def reread_orders(
     report: SyncReport,
     con: duckdb.DuckDBPyConnection,
     wanted: list[int],
-    new_raw: list[dict[str, Any]],
 ) -> None:
-    """Batch re-read `wanted`, merge them and `new_raw` over the parent's rows; ids the batch
-    answer lacks are deleted (asked about one by one when an answer holds a record without a
-    usable id). A re-read that breaks the contract keeps its previous row."""
+    """Batch re-read `wanted` and merge them over the parent's rows; ids the batch answer
+    lacks are deleted. A re-read that breaks the contract keeps its previous row."""
     assert writer.parent is not None
-    reread = client.get_orders_raw(wanted) if wanted else []
-    answered = [o.get("id") if isinstance(o, dict) else None for o in reread]
-    unanswered = sorted(set(wanted) - set(answered))
-    if not all(isinstance(i, int) for i in answered):
-        # A record whose id is broken could be any of the unanswered orders: ask about those.
-        unanswered = sorted(set(unanswered) - orders_still_there(client, unanswered))
-    deleted = unanswered
-    flat = flatten_orders([*new_raw, *reread])
+    updates = OrderUpdates()
+    reread_into(client, updates, wanted)
+    flat = flatten_orders([*updates.rows.values(), *updates.broken])
     report.rejected.extend(flat.rejected)
     report.orders.rejected = len(flat.rejected)
-    report.reread, report.new_orders, report.deleted = len(wanted), len(new_raw), len(deleted)
+    report.reread, report.deleted = len(wanted), len(updates.deleted)
     report.orders.rows, report.orders.child_rows = _merge_into(
-        con, writer, writer.parent, flat.orders, flat.items, deleted
+        con, writer, writer.parent, flat.orders, flat.items, updates.deleted
     )
 
 
@@ -566,10 +819,14 @@ def run_sync(
             products=EntityStats(),
         )
         if incremental:
-            write_incremental_orders(client, writer, report, con, policy, started)
-        else:
+            try:
+                write_incremental_orders(client, writer, report, con, policy, started)
+            except EscalateToFullListing as escalation:
+                report.escalated, report.mode, incremental = str(escalation), "full", False
+        if not incremental:
             with _bulk_allocations():
-                write_all_orders(client, writer, report, progress, concurrency)
+                held = write_all_orders(client, writer, report, progress, concurrency)
+            check_full_listing(client, writer, report, con, held)
         write_all_products(client, writer, report, progress, concurrency)
         if not incremental:
             keep_rejected(client, writer, report, con)
@@ -606,7 +863,7 @@ def refresh_orders(
             orders=EntityStats(),
             products=EntityStats(),
         )
-        reread_orders(client, writer, report, con, sorted(set(order_ids)), [])
+        reread_orders(client, writer, report, con, sorted(set(order_ids)))
         writer.close_tables()
         record_changes(
             con, writer, report, emit_initial=False, detected_at=started, products_listed=False

@@ -1,6 +1,8 @@
 """The sync multi-asset: one pass over the API writes orders, order_items, products and
 rejected_records into one lake snapshot, committed atomically."""
 
+import dataclasses
+
 import dagster as dg
 from pydantic import Field
 
@@ -108,7 +110,7 @@ def _sync(
                 storefront_id=storefront_id,
             )
             stats = client.stats.snapshot()
-    except (AlterAPIError, sync.StorefrontMismatchError) as error:
+    except (AlterAPIError, sync.StorefrontMismatchError, sync.ListingMismatchError) as error:
         # One line naming the storefront: the partition's failure in the UI says whose and why.
         raise dg.Failure(description=f"{scope.label}: {error}") from None
     snapshot = storefront_lake.get(report.snapshot_id)
@@ -126,6 +128,15 @@ def _sync(
         "orders_new": report.new_orders,
         "orders_deleted": report.deleted,
         "orders_changed": report.changed_orders,
+        # The self-check against the API's totals (alter_pipeline/selfcheck.py).
+        "self_check": dg.MetadataValue.json(
+            dataclasses.asdict(report.check) | {"requests": report.check.requests}
+        ),
+        "self_check_requests": report.check.requests,
+        "orders_deletions_found": report.check.deletions_found,
+        "orders_ghosts_dropped": report.check.ghosts_dropped,
+        "orders_status_changes_found": report.check.status_changes_found,
+        "escalated_to_full": report.escalated,
     }
     for table, (_, schema) in SYNC_TABLES.items():
         metadata = table_metadata(snapshot, table, schema) | run_figures

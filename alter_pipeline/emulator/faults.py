@@ -25,6 +25,7 @@ The modes:
     ContractBreakFault chosen (or random) order records break the contract in one of `KINDS`
     HugePageFault      the listing ignores `limit` and answers `factor` times as many rows
     ChurnFault         orders are created, changed and deleted while a client pages
+    DeleteServedFault  orders a listing page already served are deleted before the next read
     RevokedFault       from request `start` on, every call answers 401 (credentials revoked)
     ScopeRemovedFault  from the `start`-th call needing `scope` on, those answer 403
 """
@@ -367,6 +368,31 @@ def _churn(store: Any, action: str, rng: random.Random) -> int:
         item = rng.choice(store.get_order(order_id)["productItems"])
         store.set_quantity(order_id, item["id"], item["quantity"] % 9 + 1)
     return order_id
+
+
+class DeleteServedFault(Fault):
+    """A deletion lands on a page a client has already read: just before the `at`-th read of
+    the order listing (1-based; 2 is between the first and the second page), the orders at
+    ranks `first` .. `first + count - 1` of the ascending id order are deleted (the first
+    page of an ascending listing served them). `deleted` holds their ids."""
+
+    def __init__(self, at: int = 2, count: int = 1, first: int = 10) -> None:
+        super().__init__(1.0)
+        self.at, self.count, self.first = at, count, first
+        self.reads = 0
+        self.deleted: list[int] = []
+
+    async def before(self, request: Request, rng: random.Random) -> Response | None:
+        if request.method != "GET" or not request.url.path.endswith("/customer-orders"):
+            return None
+        self.reads += 1
+        if self.reads == self.at:
+            store = request.app.state.runtime.store
+            doomed = store.order_ids()[self.first : self.first + self.count]
+            for order_id in doomed:
+                store.delete_order(order_id)
+            self.deleted += doomed
+        return None
 
 
 class RevokedFault(Fault):

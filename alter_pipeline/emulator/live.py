@@ -2,14 +2,20 @@
 
 Shoppers create carts, change quantities on editable orders, check out (shopping_cart/editable
 -> paid -> processing -> completed), cancel now and then and delete abandoned carts. They act on
-recent orders, as real traffic does, and go through the store's own mutation methods, so the
-same rules apply as to API calls. Actions arrive as a Poisson process at `rate` a second.
+recent orders, as real traffic does; the merchant also purges abandoned carts and cancelled
+orders of any age (so a deletion can hit a page a client read long ago). Every action goes
+through the store's own mutation methods, so the same rules apply as to API calls. Actions
+arrive as a Poisson process at `rate` a second.
+
+`pause()` stops the shoppers and returns once no action is under way, so a test can compare a
+client's copy with the store at rest; `resume()` lets them go on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable
 
@@ -18,6 +24,8 @@ from alter_pipeline.emulator.store import Store
 
 # How far back (in orders) shoppers look for an order to act on.
 RECENT_WINDOW = 500
+# Orders the merchant may purge, whatever their age.
+PURGEABLE = ("shopping_cart", "editable", "cancelled")
 NEXT_STATUS = {"paid": "processing", "processing": "completed"}
 
 
@@ -27,6 +35,9 @@ class Shoppers:
         self.rate = rate
         self.rng = random.Random(f"live:{seed}")
         self.actions: Counter[str] = Counter()
+        # Held while an action runs; `pause` takes it to know none is under way.
+        self._acting = threading.Lock()
+        self._paused = False
         self._actions: list[tuple[str, int, Callable[[], bool]]] = [
             ("create_cart", 30, self.create_cart),
             ("change_quantity", 25, self.change_quantity),
@@ -34,6 +45,7 @@ class Shoppers:
             ("advance", 15, self.advance),
             ("abandon", 7, self.abandon),
             ("cancel", 3, self.cancel),
+            ("purge", 5, self.purge),
         ]
 
     def step(self) -> str:
@@ -51,7 +63,17 @@ class Shoppers:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.rng.expovariate(self.rate))
-            self.step()
+            with self._acting:
+                if not self._paused:
+                    self.step()
+
+    def pause(self) -> None:
+        """Stop acting; on return no action is under way (thread-safe)."""
+        with self._acting:
+            self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
 
     # ---- actions: each returns False when no order fits --------------------------------------
 
@@ -81,6 +103,14 @@ class Shoppers:
         if order_id is None:
             return False
         self.store.delete_order(order_id)
+        return True
+
+    def purge(self) -> bool:
+        """The merchant deletes an abandoned cart or a cancelled order of any age."""
+        candidates = self.store.order_ids(PURGEABLE)
+        if not candidates:
+            return False
+        self.store.delete_order(self.rng.choice(candidates))
         return True
 
     def _move(self, statuses: tuple[str, ...], target: Callable[[str], str]) -> bool:

@@ -104,6 +104,17 @@ class RunningEmulator:
         """Replace the fault modes from the next request on (an empty list: no faults)."""
         self.app.state.runtime.faults = list(faults)
 
+    def pause_live(self) -> None:
+        """Live mode: stop the shoppers; on return no change is under way."""
+        shoppers = self.app.state.runtime.shoppers
+        if shoppers is not None:
+            shoppers.pause()
+
+    def resume_live(self) -> None:
+        shoppers = self.app.state.runtime.shoppers
+        if shoppers is not None:
+            shoppers.resume()
+
     def reset(self) -> Store:
         """Fresh state without a restart: a newly generated store (same config), zeroed
         counters, a full rate-limit bucket, fault draws from the start. Returns the store."""

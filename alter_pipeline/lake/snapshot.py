@@ -226,6 +226,20 @@ class SnapshotWriter:
     def drop(self, name: str) -> None:
         self._dropped.add(name)
 
+    @contextlib.contextmanager
+    def rewrite(self, name: str) -> Iterator[Path]:
+        """Set table `name`'s files written so far aside (closed) and yield their folder, to
+        be read while the table is written anew; they are deleted afterwards."""
+        aside = self.tmp_dir / ".rewrite" / name
+        for writer in self._tables.pop(name, []):
+            writer.close()
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        (self.tmp_dir / name).rename(aside)
+        try:
+            yield aside
+        finally:
+            shutil.rmtree(aside.parent)
+
     def close_tables(self) -> None:
         """Finish every file written so far (so it can be read back before the commit)."""
         for writers in self._tables.values():
