@@ -89,8 +89,9 @@ class HeldIds:
         return self._ids[self.count_below(low) : self.count_upto(high)]
 
     def update(self, add: Iterable[int] = (), remove: Iterable[int] = ()) -> None:
-        gone = set(remove)
-        self._ids = sorted((set(self._ids) - gone) | (set(add) - gone))
+        gone, new = set(remove), set(add)
+        if new - gone or gone:
+            self._ids = sorted((set(self._ids) - gone) | (new - gone))
 
 
 @dataclass

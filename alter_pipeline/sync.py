@@ -326,9 +326,10 @@ class CheckFigures:
 class SelfCheck:
     """Runs `selfcheck` over this client's order listing and keeps the figures."""
 
-    def __init__(self, client: Any, figures: CheckFigures) -> None:
+    def __init__(self, client: Any, figures: CheckFigures, budget: int | None = None) -> None:
         self._client = client
         self.figures = figures
+        self._budget = budget  # page reads for locating; None: as many as one listing
 
     def newest(self, offset: int) -> Any:
         return self._client.list_orders_raw(
@@ -354,7 +355,7 @@ class SelfCheck:
         if updates is not None:
             confirm = functools.partial(reread_into, self._client, updates)
         assert confirm is not None
-        budget = selfcheck.listing_cost(len(held))
+        budget = self._budget or selfcheck.listing_cost(len(held))
         result = selfcheck.converge(
             held, self.newest, self.listing(), confirm, budget=budget, escalate=bool(updates)
         )
@@ -518,6 +519,10 @@ def _parent_statuses(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> dict[i
     return dict(rows)
 
 
+# A refresh after a rules run spends at most this many page reads locating differences.
+REFRESH_CHECK_BUDGET = 12
+
+
 class EscalateToFullListing(Exception):
     """An incremental sync's self-check found a difference that costs more to locate than
     a full listing: the sync lists every order instead (the reason is in the report)."""
@@ -535,27 +540,49 @@ def write_incremental_orders(
     totals (locating deletions, status changes and anything else missed), then merge."""
     parent = writer.parent
     assert parent is not None
-    statuses = _parent_statuses(con, parent)
-    known_max = max(statuses, default=0)
     slot = int(parent.meta("rotation_slot", 0)) + 1
     writer.meta["rotation_slot"] = slot
     wanted = set(ids_to_reread(con, parent, policy, slot, now))
     wanted |= set(rejected_order_ids(con, parent))
+    update_orders(client, writer, report, con, wanted, thorough=True)
+
+
+def update_orders(
+    client: Any,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    con: duckdb.DuckDBPyConnection,
+    wanted: Iterable[int],
+    *,
+    thorough: bool,
+) -> None:
+    """Batch re-read `wanted`, agree with the API's `total` (new orders, deletions), and
+    merge over the parent's rows. `thorough` (an incremental sync): per-status totals too,
+    and a difference that costs more to locate than a listing raises EscalateToFullListing.
+    Otherwise (a refresh after a rules run) the check stays within a few requests and, where
+    it cannot agree, the re-read orders are merged and the recorded total left as it was."""
+    parent = writer.parent
+    assert parent is not None
+    statuses = _parent_statuses(con, parent)
+    known_max = max(statuses, default=0)
+    wanted = sorted(set(wanted))
     updates = OrderUpdates()
     reread_into(client, updates, wanted)
-    check = SelfCheck(client, report.check)
-    held = selfcheck.HeldIds(set(statuses) - updates.deleted)
+    check = SelfCheck(client, report.check, budget=None if thorough else REFRESH_CHECK_BUDGET)
+    held = selfcheck.HeldIds((set(statuses) | set(updates.rows)) - updates.deleted)
     result = check.converge(held, updates)
-    if result.agreed:
+    if result.agreed and thorough:
         statuses.update({i: _status_of(row) for i, row in updates.rows.items()})
         for order_id in updates.deleted:
             statuses.pop(order_id, None)
         if check.statuses(statuses, updates):
             held.update(add=updates.rows, remove=updates.deleted)
             result = check.converge(held, updates)
-    if result.path == "escalate":
+    if result.path == "escalate" and thorough:
         raise EscalateToFullListing(result.reason)
-    report.orders.api_total = result.total
+    if result.agreed:
+        report.orders.api_total = result.total
+        writer.meta["api_total_orders"] = result.total
     report.reread = len(wanted)
     report.new_orders = sum(1 for i in updates.rows if i > known_max)
     report.deleted = len(updates.deleted)
@@ -570,27 +597,6 @@ def write_incremental_orders(
 def _status_of(row: dict[str, Any]) -> str | None:
     status = row.get("orderStatus")
     return status if isinstance(status, str) else None
-
-
-def reread_orders(
-    client: Any,
-    writer: SnapshotWriter,
-    report: SyncReport,
-    con: duckdb.DuckDBPyConnection,
-    wanted: list[int],
-) -> None:
-    """Batch re-read `wanted` and merge them over the parent's rows; ids the batch answer
-    lacks are deleted. A re-read that breaks the contract keeps its previous row."""
-    assert writer.parent is not None
-    updates = OrderUpdates()
-    reread_into(client, updates, wanted)
-    flat = flatten_orders([*updates.rows.values(), *updates.broken])
-    report.rejected.extend(flat.rejected)
-    report.orders.rejected = len(flat.rejected)
-    report.reread, report.deleted = len(wanted), len(updates.deleted)
-    report.orders.rows, report.orders.child_rows = _merge_into(
-        con, writer, writer.parent, flat.orders, flat.items, updates.deleted
-    )
 
 
 def _merge_into(
@@ -863,7 +869,7 @@ def refresh_orders(
             orders=EntityStats(),
             products=EntityStats(),
         )
-        reread_orders(client, writer, report, con, sorted(set(order_ids)))
+        update_orders(client, writer, report, con, order_ids, thorough=False)
         writer.close_tables()
         record_changes(
             con, writer, report, emit_initial=False, detected_at=started, products_listed=False
