@@ -652,6 +652,10 @@ def _stream(
 
 # ---- change detection ----------------------------------------------------------------------
 
+# In a snapshot's meta: every order_items row was flattened keeping `measureSize: {}` as '{}'
+# (older versions stored NULL). A full sync sets it, incremental syncs inherit their parent's.
+EMPTY_MEASURES_KEPT = "empty_measures_kept"
+
 
 def record_changes(
     con: duckdb.DuckDBPyConnection,
@@ -671,7 +675,12 @@ def record_changes(
     # A first sync emits nothing and its history opens a row for every order: it needs no
     # per-order states, which would hold the whole store in memory (~2 GB at 100k orders).
     if has_previous or emit_initial or had_history:
-        changes = list(detect.changed_orders(con, old, (new_orders, new_items)))
+        legacy = has_previous and not parent.meta(EMPTY_MEASURES_KEPT, False)
+        changes = list(
+            detect.changed_orders(
+                con, old, (new_orders, new_items), old_empty_measures_as_null=legacy
+            )
+        )
         report.changed_orders = len(changes) if has_previous else 0
         if products_listed:
             had_products = has_previous and parent.has_table("products")
@@ -836,6 +845,7 @@ def run_sync(
         write_all_products(client, writer, report, progress, concurrency)
         if not incremental:
             keep_rejected(client, writer, report, con)
+            writer.meta[EMPTY_MEASURES_KEPT] = True
         writer.table("rejected_records", schemas.REJECTED_RECORDS).write(
             rejections_to_batch(report.rejected, started)
         )

@@ -76,6 +76,9 @@ class Template:
     print_step_cents: int = 0
     weight_kg: float | None = None
     volume_l: float | None = None
+    # Made-to-order prints have no stock keeping unit: their filled-in variants' metadata is
+    # an empty object (`{}`), as the real API sends it.
+    has_sku: bool = True
 
 
 TEMPLATES: tuple[Template, ...] = (
@@ -103,6 +106,7 @@ TEMPLATES: tuple[Template, ...] = (
             (L("50×70 cm", "50×70 cm"), (("W", 50.0), ("H", 70.0))),
         ),
         (MATTE_PAPER, GLOSSY_PAPER), (DIGITAL,), (DEFAULT,), 2400, size_step_cents=900,
+        has_sku=False,
     ),
     Template(
         "tote", "Cotton Tote Bag", L("Torba bawełniana", "Cotton tote bag"),
@@ -121,7 +125,8 @@ TEMPLATES: tuple[Template, ...] = (
     ),
     Template(
         "cap", "Baseball Cap", L("Czapka z daszkiem", "Baseball cap"),
-        ((L("Uniwersalny", "One size"), None),), (COTTON,), (EMBROIDERY,),
+        # A size saved without dimensions: the API sends `"measureSize": {}`.
+        ((L("Uniwersalny", "One size"), ()),), (COTTON,), (EMBROIDERY,),
         (BLACK, NAVY, RED, BOTTLE_GREEN, WHITE), 1690,
     ),
     Template(
@@ -144,7 +149,7 @@ TEMPLATES: tuple[Template, ...] = (
             (L("40×60 cm", "40×60 cm"), (("W", 40.0), ("H", 60.0))),
             (L("60×80 cm", "60×80 cm"), (("W", 60.0), ("H", 80.0))),
         ),
-        (CANVAS,), (DIGITAL,), (DEFAULT,), 5900, size_step_cents=2000,
+        (CANVAS,), (DIGITAL,), (DEFAULT,), 5900, size_step_cents=2000, has_sku=False,
     ),
     Template(
         "bottle", "Water Bottle", L("Bidon", "Water bottle"),
@@ -284,7 +289,7 @@ def _variant_details(
     else:
         sku = "-".join(_slug(part) for part in (template.key, size.en, color.en))
         values = (
-            {"sku": sku},
+            {"sku": sku} if template.has_sku else {},
             1,
             rng.choice((2, 3, 5)),
             rng.randrange(0, 400),

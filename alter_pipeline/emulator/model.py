@@ -29,7 +29,8 @@ class Option:
 class Size:
     id: int
     name: Localized
-    # Physical dimensions in cm, e.g. (("D", 8.65), ("H", 11.95)); None for apparel sizes.
+    # Physical dimensions in cm, e.g. (("D", 8.65), ("H", 11.95)); None for apparel sizes;
+    # () for a size saved with no dimensions, which the API sends as `{}`.
     measure: tuple[tuple[str, float], ...] | None
 
 

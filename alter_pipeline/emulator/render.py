@@ -95,7 +95,7 @@ def _variant_parts(variant: Variant) -> tuple[dict[str, Any], dict[str, Any]]:
         "size": {
             "id": size.id,
             "name": localized(size.name),
-            "measureSize": dict(size.measure) if size.measure else None,
+            "measureSize": None if size.measure is None else dict(size.measure),
         },
         "material": {"id": variant.material.id, "name": localized(variant.material.name)},
         "printType": {"id": variant.print_type.id, "name": localized(variant.print_type.name)},

@@ -59,19 +59,20 @@ def parquet_glob(folder: Path) -> str:
 CHUNK = 2_000
 
 
-def _fingerprint_sql(orders: Path, items: Path) -> str:
+def _fingerprint_sql(orders: Path, items: str) -> str:
+    """`items`: the relation of the order items (see `_items`)."""
     return f"""
         SELECT o.order_id AS id,
                xor(hash(to_json(o)), coalesce(i.fingerprint, 0::UBIGINT)) AS fingerprint
         FROM read_parquet('{parquet_glob(orders)}') o
         LEFT JOIN (
             SELECT order_id, bit_xor(hash(to_json(i))) AS fingerprint
-            FROM read_parquet('{parquet_glob(items)}') i GROUP BY order_id
+            FROM {items} i GROUP BY order_id
         ) i USING (order_id)
     """
 
 
-def _state_sql(orders: Path, items: Path, ids: str) -> str:
+def _state_sql(orders: Path, items: str, ids: str) -> str:
     """The JSON state (order columns plus items) of the orders whose ids `ids` lists."""
     return f"""
         SELECT o.order_id AS id,
@@ -79,12 +80,34 @@ def _state_sql(orders: Path, items: Path, ids: str) -> str:
         FROM read_parquet('{parquet_glob(orders)}') o
         LEFT JOIN (
             SELECT order_id, list(i ORDER BY order_item_id) AS items
-            FROM read_parquet('{parquet_glob(items)}') i
+            FROM {items} i
             WHERE order_id IN (SELECT id FROM {ids})
             GROUP BY order_id
         ) i USING (order_id)
         WHERE o.order_id IN (SELECT id FROM {ids})
     """
+
+
+def _items(items: Path) -> str:
+    return f"read_parquet('{parquet_glob(items)}')"
+
+
+def _items_with_empty_measures(old_items: Path, new_items: Path) -> str:
+    """The old items with each NULL `measure_size` read as '{}' where the same item now
+    holds '{}'. Lakes written before `{}` was kept stored `measureSize: {}` as NULL: such a
+    NULL may have been `{}` all along, and reading it so keeps the first syncs after the
+    upgrade from reporting every such item as edited. (A true change from null to `{}` in
+    those syncs goes unreported: the old lake cannot tell the two apart.)"""
+    return f"""(
+        SELECT o.* REPLACE (
+            CASE WHEN o.measure_size IS NULL AND n.measure_size = '{{}}' THEN '{{}}'
+                 ELSE o.measure_size END AS measure_size)
+        FROM read_parquet('{parquet_glob(old_items)}') o
+        LEFT JOIN (
+            SELECT order_id, order_item_id, measure_size
+            FROM read_parquet('{parquet_glob(new_items)}')
+        ) n ON n.order_id = o.order_id AND n.order_item_id = o.order_item_id
+    )"""
 
 
 def _product_fingerprint_sql(products: Path) -> str:
@@ -139,12 +162,35 @@ def _diff(
 
 
 def changed_orders(
-    con: duckdb.DuckDBPyConnection, old: tuple[Path, Path] | None, new: tuple[Path, Path]
+    con: duckdb.DuckDBPyConnection,
+    old: tuple[Path, Path] | None,
+    new: tuple[Path, Path],
+    *,
+    old_empty_measures_as_null: bool = False,
 ) -> Iterator[Change]:
-    old_fingerprints = _fingerprint_sql(*old) if old else None
-    ids = _changed_ids(con, old_fingerprints, _fingerprint_sql(*new))
-    old_states = (lambda rel: _state_sql(*old, rel)) if old else None
-    yield from _diff(con, "order", ids, old_states, lambda rel: _state_sql(*new, rel))
+    """`old` and `new`: the orders and order_items folders of two snapshots.
+    `old_empty_measures_as_null`: `old` may hold NULL for `measureSize: {}` (a lake written
+    before `{}` was kept), see `_items_with_empty_measures`."""
+    new_orders, new_items = new
+    new_relation = _items(new_items)
+    old_fingerprints: str | None = None
+    old_states: Callable[[str], str] | None = None
+    if old is not None:
+        old_orders, old_items = old
+        old_relation = (
+            _items_with_empty_measures(old_items, new_items)
+            if old_empty_measures_as_null
+            else _items(old_items)
+        )
+        old_fingerprints = _fingerprint_sql(old_orders, old_relation)
+
+        def old_states(rel: str) -> str:
+            return _state_sql(old_orders, old_relation, rel)
+
+    ids = _changed_ids(con, old_fingerprints, _fingerprint_sql(new_orders, new_relation))
+    yield from _diff(
+        con, "order", ids, old_states, lambda rel: _state_sql(new_orders, new_relation, rel)
+    )
 
 
 def changed_products(

@@ -16,8 +16,9 @@ and every column stay identical:
   `designName` (the detail shape: a null there differs from an absent key);
 - a record the contract checks would reject: no id, an unknown status, a money value that is
   a string or out of range, a timestamp outside the two formats the API sends;
-- `measureSize` or `metadata` that is not a flat JSON value: those columns hold JSON text,
-  built by the Python path's own function from each distinct raw value of the page.
+- `measureSize` or `metadata` that is not a flat JSON value (an object of scalars, `{}`,
+  `[]` or null): those columns hold JSON text of what the API sent (`{}` stays `'{}'`, null
+  stays NULL), built by the Python path's own function from each distinct raw value.
 """
 
 from __future__ import annotations
@@ -395,7 +396,7 @@ def _json_texts(body: bytes, key: bytes, count: int) -> list[str | None] | None:
     # A real key follows `{` or `,`; `\"key":` would be the end of a string's content.
     if not {part[-1:] for part in parts[:-1]} <= _KEY_OPENERS:
         return None
-    raws = [p[: p.find(b"}") + 1] if p[:1] == b"{" else p[:4] for p in parts[1:]]
+    raws = [_raw_value(part) for part in parts[1:]]
     cache = _text_caches[key]
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
@@ -411,11 +412,19 @@ def _json_texts(body: bytes, key: bytes, count: int) -> list[str | None] | None:
 _KEY_OPENERS = {b"{", b","}
 
 
+def _raw_value(after_key: bytes) -> bytes:
+    """The bytes of the value that starts `after_key`, if it is flat: up to the first `}` of
+    an object, `[]`, or four bytes (`null`, else something `_text_of` refuses)."""
+    if after_key[:1] == b"{":
+        return after_key[: after_key.find(b"}") + 1]
+    return after_key[:2] if after_key[:2] == b"[]" else after_key[:4]
+
+
 def _text_of(raw: bytes, rule: Callable[[Any], str | None]) -> Any:
     """`rule` applied to `raw` parsed as the Python path parses it; _REFUSED when `raw` is not
     one whole JSON value (an object cut at a `}` inside a string, nested objects, a scalar
-    other than null) or the rule rejects it."""
-    if raw[:1] != b"{" and raw != b"null":
+    other than null) or the rule rejects it. `{}`, `[]` and null get the rule's own text."""
+    if raw[:1] != b"{" and raw not in (b"null", b"[]"):
         return _REFUSED
     try:
         return rule(json.loads(raw, parse_float=Decimal))

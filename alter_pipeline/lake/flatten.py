@@ -172,12 +172,26 @@ def _timestamp(value: Any, at: str, name: str) -> datetime | None:
 
 
 def measure_size_text(value: Any, at: str = "size") -> str | None:
-    """`measureSize` as the `measure_size` column holds it: JSON text, an empty object as null."""
-    return _json_text(_obj(value, at, "measureSize") or None)
+    """`measureSize` as the `measure_size` column holds it: JSON text of what the API sent.
+
+    null stays NULL and `{}` stays `'{}'`: a size without measures is not a size whose
+    measures are unknown. `[]`, the way a PHP backend spells an empty map, stays `'[]'`
+    rather than losing the order; any other non-object is a contract break.
+    """
+    if value is None or (type(value) is list and not value):
+        return _json_text(value)
+    return _json_text(_measure_map(value, at))
+
+
+def _measure_map(value: Any, at: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise RecordError(_path(at, "measureSize"), f"expected an object, got {_show(value)}")
+    return value
 
 
 def metadata_text(value: Any) -> str | None:
-    """A variant's `metadata` as the `variant_metadata` column holds it: JSON text."""
+    """A variant's `metadata` as the `variant_metadata` column holds it: JSON text of what
+    the API sent (null as NULL, `{}` as `'{}'`, `[]` as `'[]'`)."""
     return _json_text(value)
 
 

@@ -108,6 +108,17 @@ def test_measure_size_is_null_for_apparel_and_set_for_mugs(orders: list[dict[str
             assert set(measure) == {"D", "H"}
 
 
+def test_empty_objects_occur_as_the_api_sends_them(orders: list[dict[str, Any]]) -> None:
+    # A one-size cap has a size with no dimensions, a made-to-order print no SKU: `{}`,
+    # which is not null (the lake keeps the difference).
+    items = items_of(orders)
+    assert any(i["size"]["measureSize"] == {} for i in items)
+    assert any(i["variant"]["metadata"] == {} for i in items)
+    assert all(
+        i["size"]["measureSize"] == {} for i in items if i["size"]["name"]["en"] == "One size"
+    )
+
+
 def test_names_are_bilingual_with_polish_letters(orders: list[dict[str, Any]]) -> None:
     polish = {i["material"]["name"]["pl"] for i in items_of(orders)}
     polish |= {i["color"]["name"]["pl"] for i in items_of(orders)}

@@ -1,13 +1,16 @@
 import json
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alter_pipeline import warehouse
 from alter_pipeline.contract import example
-from alter_pipeline.lake import schemas
+from alter_pipeline.lake import Lake, schemas
 from alter_pipeline.lake.flatten import flatten_orders, flatten_products
 
 
@@ -39,6 +42,58 @@ def test_detail_shape_keeps_measure_size_as_exact_json_text():
     assert json.loads(items[0]["measure_size"]) == {"D": 8.65, "H": 11.95}
     assert '"D": 8.65' in items[0]["measure_size"]
     assert flat.orders.to_pylist()[0]["product_group_name_en"] == "Mug 450ml (15oz)"
+
+
+def order_with_json_fields(pairs: list[tuple[object, object]]) -> dict:
+    """The documented list order with one item per (measureSize, metadata) pair."""
+    raw = wire("orders_list.response")["order"]["items"][0]
+    template = raw["productItems"][0]
+    items = []
+    for n, (measure, metadata) in enumerate(pairs):
+        item = json.loads(to_wire_json(template), parse_float=Decimal)
+        item["id"] = n + 1
+        item["size"]["measureSize"] = measure
+        item["variant"]["metadata"] = metadata
+        items.append(item)
+    return dict(raw, productItems=items)
+
+
+# What the API sent -> what `measure_size` and `variant_metadata` hold.
+JSON_FIELDS = [
+    ({}, {}, "{}", "{}"),
+    (None, None, None, None),
+    ([], [], "[]", "[]"),
+    ({"W": {}}, {"tags": []}, '{"W": {}}', '{"tags": []}'),
+]
+
+
+def test_empty_json_values_reach_parquet_and_duckdb_as_sent_and_null_as_null(tmp_path: Path):
+    pairs = [(measure, metadata) for measure, metadata, _, _ in JSON_FIELDS]
+    flat = flatten_orders([order_with_json_fields(pairs)])
+    assert not flat.rejected
+    lake = Lake(tmp_path)
+    with lake.write() as writer:
+        writer.table("orders", schemas.ORDERS).write(flat.orders)
+        writer.table("order_items", schemas.ORDER_ITEMS).write(flat.items)
+    expected = [(n + 1, ms, md) for n, (_, _, ms, md) in enumerate(JSON_FIELDS)]
+    columns = ["order_item_id", "measure_size", "variant_metadata"]
+    parquet = pq.read_table(tmp_path / "lake" / "order_items", columns=columns).sort_by(columns[0])
+    assert [tuple(row.values()) for row in parquet.to_pylist()] == expected
+    con = warehouse.memory_connection(tmp_path)
+    sql = f"SELECT {', '.join(columns)} FROM order_items ORDER BY 1"
+    assert con.execute(sql).fetchall() == expected
+    # `{}` is a value, not a missing one: JSON to SQL, and NULL only where the API sent null.
+    assert con.execute(
+        "SELECT count(*) FILTER (measure_size IS NULL), count(*) FILTER (measure_size = '{}'),"
+        " count(*) FILTER (json_type(variant_metadata) = 'OBJECT') FROM order_items"
+    ).fetchone() == (1, 1, 2)
+
+
+def test_a_measure_size_that_is_not_an_object_is_rejected_with_the_field_named():
+    flat = flatten_orders([order_with_json_fields([([Decimal(7)], None)])])
+    assert [r.reason for r in flat.rejected] == [
+        "productItems[0].size.measureSize: expected an object, got [Decimal('7')]"
+    ]
 
 
 def test_empty_page_keeps_the_explicit_schema():

@@ -174,13 +174,18 @@ def unflatten(order: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
     return record
 
 
+# Kept as JSON text of what the API sent: `{}` and null stay apart there.
+JSON_TEXT_KEYS = frozenset({"measureSize", "metadata"})
+
+
 def canonical(raw: dict[str, Any], design_key: str) -> dict[str, Any]:
     """The record as the rows can tell it: timestamps as UTC datetimes, objects without any
-    value as null, the design name under one key, isSeenByOwner null when absent."""
+    value as null (but for JSON-text fields), the design name under one key, isSeenByOwner
+    null when absent."""
 
     def clean(value: Any) -> Any:
         if isinstance(value, dict):
-            value = {k: clean(v) for k, v in value.items()}
+            value = {k: v if k in JSON_TEXT_KEYS else clean(v) for k, v in value.items()}
             return None if value and all(v is None for v in value.values()) else value or None
         if isinstance(value, list):
             return [clean(v) for v in value]
