@@ -140,6 +140,15 @@ def _print_sync(name: str | None, outcome: Any) -> None:
         f"{orders.get('sync_duration_s', 0)} s with {orders.get('api_requests', 0)} requests "
         f"(run {outcome.run_id}); events: {orders.get('events') or 'none'}"
     )
+    check = orders.get("self_check") or {}
+    escalated = orders.get("escalated_to_full")
+    if check.get("path") == "located" or escalated:
+        found = (
+            f"self-check: {check.get('deletions_found', 0)} deletions, "
+            f"{check.get('ghosts_dropped', 0)} ghosts, {check.get('status_changes_found', 0)} "
+            f"status changes found with {check.get('requests', 0)} requests"
+        )
+        console.print(found + (f"; listed every order: {escalated}" if escalated else ""))
     if outcome.failed_checks:
         raise RunFailed(f"failed checks: {', '.join(outcome.failed_checks)}")
 

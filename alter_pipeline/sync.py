@@ -376,19 +376,38 @@ class SelfCheck:
     def statuses(self, statuses: dict[int, str | None], updates: OrderUpdates) -> bool:
         """Compare each status's `total` with the orders held in it; locate the orders whose
         status moved (or that were deleted) and re-read them into `updates`. Returns whether
-        orders were found deleted or new (the overall total must then be checked again)."""
+        orders were found deleted or new (the overall total must then be checked again).
+        Raises EscalateToFullListing when locating would cost more than a listing."""
         by_status: dict[str | None, list[int]] = {}
         for order_id, status in statuses.items():
             by_status.setdefault(status, []).append(order_id)
-        budget = max(10, selfcheck.listing_cost(len(statuses)) // 4)
-        extra: set[int] = set()
-        missing: dict[int, dict[str, Any]] = {}
+        uneven = []
         for status in ORDER_STATUSES:
             held = selfcheck.HeldIds(by_status.get(status, ()))
-            found = self._locate_status(status, held, budget)
-            if found is None:
+            total = self._client.list_orders_raw(
+                offset=0, limit=1, order_by="id", direction="ASC", order_status=status
+            ).total
+            self.figures.status_reads += 1
+            if len(held) != total:
+                uneven.append((status, held, total))
+        budget = selfcheck.listing_cost(len(statuses)) - self.figures.locate_reads
+        cost = sum(selfcheck.locate_cost(abs(len(h) - t), len(h)) for _, h, t in uneven)
+        if cost > budget:
+            moved = ", ".join(f"{s} {len(h) - t:+d}" for s, h, t in uneven)
+            raise EscalateToFullListing(
+                f"status totals differ ({moved}): locating ~{cost} pages would cost more than "
+                f"a full listing ({budget} pages)"
+            )
+        extra: set[int] = set()
+        missing: dict[int, dict[str, Any]] = {}
+        for status, held, total in uneven:
+            try:
+                found = selfcheck.locate(held, self.listing(status), total, budget)
+            except selfcheck.UnkeyedRowsError as error:
+                self.figures.reason = f"status {status}: {error}"
                 continue
             budget -= found.reads
+            self.figures.status_reads += found.reads
             extra |= found.extra
             missing.update(found.missing)
         updates.take(missing.values())
@@ -396,28 +415,6 @@ class SelfCheck:
         self.figures.deletions_found += len(deleted)
         self.figures.status_changes_found += len((extra | set(missing)) - deleted)
         return bool(deleted) or any(i not in statuses for i in missing)
-
-    def _locate_status(
-        self, status: str, held: selfcheck.HeldIds, budget: int
-    ) -> selfcheck.Difference | None:
-        read = self.listing(status)
-        total = self._client.list_orders_raw(
-            offset=0, limit=1, order_by="id", direction="ASC", order_status=status
-        ).total
-        self.figures.status_reads += 1
-        difference = len(held) - total
-        if difference == 0:
-            return None
-        if selfcheck.locate_cost(abs(difference), len(held)) > budget:
-            self.figures.reason = f"status {status}: {difference:+d} orders, not located (cost)"
-            return None
-        try:
-            found = selfcheck.locate(held, read, total, budget)
-        except selfcheck.UnkeyedRowsError as error:
-            self.figures.reason = f"status {status}: {error}"
-            return None
-        self.figures.status_reads += found.reads
-        return found
 
 
 # ---- incremental -------------------------------------------------------------------------
