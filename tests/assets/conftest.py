@@ -44,6 +44,20 @@ def run_sync_job(tmp_path):
 
 
 @pytest.fixture
+def run_checks(tmp_path):
+    """Run the asset checks of `asset` alone against the lake's current snapshot."""
+
+    def run(emulator: Any, asset: str, data_dir: Path | None = None):
+        return dg.materialize(
+            [alter_sync, *asset_checks],
+            resources=resources_for(emulator, data_dir or tmp_path),
+            selection=dg.AssetSelection.checks_for_assets(asset),
+        )
+
+    return run
+
+
+@pytest.fixture
 def run_analytics(tmp_path):
     def run(emulator: Any, data_dir: Path | None = None):
         return dg.materialize(

@@ -7,8 +7,10 @@ import sys
 import time
 from decimal import Decimal
 
+import pyarrow as pa
+
 from alter_pipeline.api import AlterClient
-from alter_pipeline.lake import Lake
+from alter_pipeline.lake import Lake, schemas
 from alter_pipeline.sync import run_sync
 from alter_pipeline.warehouse import connect
 
@@ -214,3 +216,20 @@ def test_two_syncs_at_once_are_serialised_and_both_commit(emulator, tmp_path):
             con.execute("select count(*) from orders").fetchone()[0] == emulator.store.order_count()
         )
     assert orphans == 0
+
+
+def test_row_count_check_fails_when_the_lake_holds_an_order_the_api_lacks(
+    emulator, run_sync_job, run_checks, tmp_path
+):
+    assert run_sync_job(emulator, full=True).success
+    lake = Lake(tmp_path)
+    with lake.write() as writer:  # a stray row: one order more than the API listed
+        current = writer.parent.read_table("orders").select(schemas.ORDERS.names)
+        stray = current.slice(0, 1).set_column(1, current.schema.field(1), pa.array([10**9]))
+        writer.write_table("orders", pa.concat_tables([current, stray]), schema=schemas.ORDERS)
+    result = run_checks(emulator, "orders")
+    (row_count,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "row_count_matches_api"
+    ]
+    assert not row_count.passed
+    assert row_count.metadata["rows"].value == row_count.metadata["api_total"].value + 1
