@@ -31,6 +31,7 @@ assumes too: orders created during a sync can only be missing above the highest 
 from __future__ import annotations
 
 import bisect
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -50,10 +51,6 @@ class ListingPage(Protocol):
 
 ReadPage = Callable[[int], ListingPage]
 """offset -> the page of `PAGE` rows at that offset of an ascending-id listing."""
-
-
-class UnkeyedRowsError(Exception):
-    """A listing page holds rows without an integer id: counts cannot place them."""
 
 
 def row_id(row: Any) -> int | None:
@@ -97,10 +94,12 @@ class HeldIds:
 @dataclass
 class Difference:
     """What `locate` found: `extra` ids held but not listed, `missing` rows listed but not
-    held (by id), `reads` pages spent, `exhausted` when the budget ran out first."""
+    held (by id), `unkeyed` rows listed without a usable id (a sync can hold them only as
+    rejected records), `reads` pages spent, `exhausted` when the budget ran out first."""
 
     extra: set[int] = field(default_factory=set)
     missing: dict[int, dict[str, Any]] = field(default_factory=dict)
+    unkeyed: list[dict[str, Any]] = field(default_factory=list)
     reads: int = 0
     exhausted: bool = False
 
@@ -146,8 +145,9 @@ def locate(held: HeldIds, read: ReadPage, total: int, budget: int) -> Difference
         found.reads += 1
         total = page.total
         ids = [row_id(row) for row in page.items]
-        if any(i is None for i in ids):
-            raise UnkeyedRowsError(f"a listing page at offset {offset} has rows without an id")
+        # A row without a usable id sits inside the page's span: it explains a gap's count
+        # once a page covers it, and is counted apart (see `converge`).
+        found.unkeyed += [row for row, i in zip(page.items, ids, strict=True) if i is None]
         probe = _Probe(offset, [i for i in ids if i is not None], len(ids) < PAGE)
         _compare(held, probe, page.items, found, first=offset == 0)
         if not probe.ids and offset == 0:
@@ -237,8 +237,8 @@ class Convergence:
 
     `path`: "agreed" (at the first read of `total`), "located" (after locating differences),
     "escalate" (locating would cost more than a full listing: `reason` says why),
-    "unresolved" (no agreement within the rounds or the budget), "skipped" (the listing has
-    rows without a usable id, which counts cannot place)."""
+    "unresolved" (no agreement within the rounds or the budget). Rows the listing shows
+    without a usable id count towards `total` as themselves (`unkeyed_rows`, by content)."""
 
     path: str = "agreed"
     reason: str = ""
@@ -249,11 +249,19 @@ class Convergence:
     deleted: set[int] = field(default_factory=set)
     new_rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     found_missing: int = 0  # of new_rows: found by locating, not at the newest end
-    unkeyed_rows: list[dict[str, Any]] = field(default_factory=list)
+    unkeyed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def agreed(self) -> bool:
         return self.path in ("agreed", "located")
+
+    @property
+    def unkeyed_rows(self) -> list[dict[str, Any]]:
+        return list(self.unkeyed.values())
+
+    def take_unkeyed(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self.unkeyed.setdefault(json.dumps(row, sort_keys=True, default=str), row)
 
 
 Confirm = Callable[[set[int]], set[int]]
@@ -279,9 +287,8 @@ def converge(
     result = Convergence()
     while result.rounds < rounds:
         result.rounds += 1
-        if not _read_newest(held, read_newest, result):
-            return result
-        difference = len(held) - result.total
+        _read_newest(held, read_newest, result)
+        difference = len(held) + len(result.unkeyed) - result.total
         if difference == 0:
             return result
         spent = result.locate_reads
@@ -293,10 +300,8 @@ def converge(
                 f"full listing ({budget} pages)"
             )
             return result
-        try:
-            found = locate(held, read_listing, result.total, budget - spent)
-        except UnkeyedRowsError as error:
-            return _skipped(result, str(error))
+        found = locate(held, read_listing, result.total - len(result.unkeyed), budget - spent)
+        result.take_unkeyed(found.unkeyed)
         result.locate_reads += found.reads
         result.path = "located"
         deleted = confirm(found.extra) if found.extra else set()
@@ -313,31 +318,21 @@ def converge(
     return result
 
 
-def _read_newest(held: HeldIds, read_newest: ReadPage, result: Convergence) -> bool:
-    """Read from the newest end down to the highest id held; newer rows join `held`. Rows
-    without a usable id are collected (for rejected_records) and end the check: counts
-    cannot place them. Returns whether the check can go on."""
-    offset, highest, unkeyed = 0, held.highest, 0
+def _read_newest(held: HeldIds, read_newest: ReadPage, result: Convergence) -> None:
+    """Read from the newest end down to the highest id held; newer rows join `held`, rows
+    without a usable id are kept apart (for rejected_records, and for the count)."""
+    offset, highest = 0, held.highest
     while True:
         page = read_newest(offset)
         result.total_reads += 1
         if offset == 0:
             result.total = page.total
         ids = [row_id(row) for row in page.items]
-        result.unkeyed_rows += [row for row, i in zip(page.items, ids, strict=True) if i is None]
-        unkeyed += ids.count(None)
+        result.take_unkeyed(row for row, i in zip(page.items, ids, strict=True) if i is None)
         newer = {i: row for i, row in zip(ids, page.items, strict=True) if i and i > highest}
         result.new_rows.update(newer)
         held.update(add=newer)
         reached_held = any(i is not None and i <= highest for i in ids)
         if len(page.items) < PAGE or reached_held:
-            break
+            return
         offset += PAGE
-    if unkeyed:
-        _skipped(result, f"{unkeyed} of the newest records have no usable id")
-    return not unkeyed
-
-
-def _skipped(result: Convergence, reason: str) -> Convergence:
-    result.path, result.reason = "skipped", reason
-    return result

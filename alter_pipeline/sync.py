@@ -401,11 +401,7 @@ class SelfCheck:
         extra: set[int] = set()
         missing: dict[int, dict[str, Any]] = {}
         for status, held, total in uneven:
-            try:
-                found = selfcheck.locate(held, self.listing(status), total, budget)
-            except selfcheck.UnkeyedRowsError as error:
-                self.figures.reason = f"status {status}: {error}"
-                continue
+            found = selfcheck.locate(held, self.listing(status), total, budget)
             budget -= found.reads
             self.figures.status_reads += found.reads
             extra |= found.extra

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 READ_SCOPE, WRITE_SCOPE = "orders:read", "orders:write"
 GONE = ("order no longer exists", "order not found")  # details of orders found deleted
+# Details of orders whose re-read status differs from the lake's (moved meanwhile, e.g. by a
+# run that failed after its PATCH took effect): the lake is stale for them.
+MOVED = ("already applied", "status changed since the snapshot")
 BATCH_SIZE = 50  # ids per POST /customer-orders/batch
 DEFAULT_CONCURRENCY = 4  # PATCHes in flight
 
@@ -276,9 +279,9 @@ class Applier:
         except RecordError as problem:
             return FAILED, f"re-read order breaks the contract: {problem}"
         if facts.status == c.to_status:
-            return SKIPPED, f"already applied: the order is already {c.to_status}"
+            return SKIPPED, f"{MOVED[0]}: the order is already {c.to_status}"
         if facts.status != c.from_status:
-            return SKIPPED, f"status changed since the snapshot: now {facts.status}"
+            return SKIPPED, f"{MOVED[1]}: now {facts.status}"
         reason = why_not(c.rule.when, facts, self.options.now)
         if reason:
             return SKIPPED, f"no longer matches: {reason}"
@@ -425,11 +428,12 @@ def apply_rules(
     report.audit_snapshot = audit.write_audit(lake, report.rows, run_id=run_id)
     _refresh_views(lake, logger)
     if refresh:
-        # Orders found gone are refreshed too: the lake records their deletion, so the next
-        # run does not plan (and fail on) them again until the next reconcile.
+        # Orders found gone or moved are refreshed too: the lake records their deletion or
+        # status, so the next run does not plan (and fail or skip) them again.
         gone = [r.order_id for r in report.failed if r.detail.startswith(GONE)]
+        moved = [r.order_id for r in report.outcome(SKIPPED) if r.detail.startswith(MOVED)]
         changed = [r.order_id for r in report.applied]
-        report.refresh = refresh_changed(client, lake, changed + gone, logger)
+        report.refresh = refresh_changed(client, lake, changed + gone + moved, logger)
     report.duration_s = time.perf_counter() - started
     return report
 
