@@ -120,6 +120,18 @@ def match_event(rules: Sequence[Rule], event: InboxEvent) -> tuple[Rule | None, 
     return candidates[0], None, f"{NO_ORDER_ID} at {paths}"
 
 
+def why_skip(ruleset: RuleSet, rule: Rule, facts: OrderFacts, now: datetime) -> str:
+    """Why `rule` leaves this (re-read) order alone, or '' when it would move it."""
+    target, status = rule.target_status, facts.status or "?"
+    if status == target:
+        return f"{ALREADY_THERE}: order {facts.order_id} is already {target}"
+    if not ruleset.transitions.allowed(status, target):
+        allowed = ", ".join(ruleset.transitions.targets(status)) or "nothing (final)"
+        return f"{NOT_ALLOWED}: {status} → {target} ({status} may move to {allowed})"
+    reason = why_not(rule.when, facts, now)
+    return f"{NOT_MET}: {reason}" if reason else ""
+
+
 def apply_inbox_events(
     client: RulesClient,
     lake: Lake,
@@ -283,14 +295,7 @@ class _EventRun:
         self.resolve(event, state, detail, rule, order_id, status)
 
     def why_skip(self, rule: Rule, facts: OrderFacts) -> str:
-        target, status = rule.target_status, facts.status or "?"
-        if status == target:
-            return f"{ALREADY_THERE}: order {facts.order_id} is already {target}"
-        if not self.ruleset.transitions.allowed(status, target):
-            allowed = ", ".join(self.ruleset.transitions.targets(status)) or "nothing (final)"
-            return f"{NOT_ALLOWED}: {status} → {target} ({status} may move to {allowed})"
-        reason = why_not(rule.when, facts, self.now)
-        return f"{NOT_MET}: {reason}" if reason else ""
+        return why_skip(self.ruleset, rule, facts, self.now)
 
     def patch(self, order_id: int, status: str, target: str) -> tuple[str, str]:
         try:
