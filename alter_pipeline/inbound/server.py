@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import signal
 import socket
 import threading
 import time
@@ -310,9 +311,12 @@ def serve(
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM (uvicorn handles both and lets the
-    requests in flight finish); then the writers commit what is queued."""
+    requests in flight finish); then the writers commit what is queued and the counters."""
     sock = _bind(host, port)
     app.start()
+    # uvicorn re-raises the signal it caught once it has stopped; SIGTERM's default action
+    # would end the process before the writers flush, so it becomes SystemExit here.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if on_listening is not None:
             on_listening(_url(sock))
@@ -320,3 +324,8 @@ def serve(
     finally:
         sock.close()
         app.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
