@@ -62,6 +62,15 @@ def event(n: int, order_id: int) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), 0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -120,7 +129,9 @@ def throughput(root: Path, requests: int, concurrency: int) -> None:
                     raise RuntimeError("the inbound server did not start") from None
                 time.sleep(0.1)
         asyncio.run(send_all(url, min(200, requests), concurrency))  # warm up, not counted
+        cpu_before = cpu_seconds(server.pid)
         seconds, accepted = asyncio.run(send_all(url, requests, concurrency))
+        server_cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -129,7 +140,9 @@ def throughput(root: Path, requests: int, concurrency: int) -> None:
     print(
         f"inbound server: {accepted / seconds:,.0f} requests/s verified and stored "
         f"({accepted} of {requests} accepted in {seconds:.2f} s, {concurrency} connections; "
-        f"inbox holds {stored} events)"
+        f"inbox holds {stored} events); the server spent {server_cpu / max(accepted, 1) * 1000:.2f}"
+        f" ms of CPU per request, i.e. {accepted / server_cpu if server_cpu else 0:,.0f} "
+        "requests/s per core it has to itself (the client shares the machine)"
     )
 
 
