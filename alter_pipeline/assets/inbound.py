@@ -5,7 +5,8 @@ The sensor reads only the local inbox (`<lake root>/inbound/inbox.sqlite`, writt
 `alter-pipeline inbound serve`): its cursor is the last inbox sequence handed to a run, and the
 run key names the range (`inbound:<from>-<to>`), so a tick whose cursor update was lost asks
 for the same key again and Dagster drops the duplicate. A failed event's retry falling due
-requests a run too (`inbound:due:<time>`).
+requests a run too (`inbound:due:<time>`), and so do events a run left waiting
+(`inbound:waiting:<sequence>`).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def inbound_tick(root: Path, rules_file: Path, cursor: str | None, partition: st
         return None, str(seen), "no inbound events yet (no inbox)"
     with Inbox.for_root(root) as inbox:
         latest, due = inbox.latest_sequence(), inbox.next_retry_at()
+        waiting = inbox.oldest_waiting(time.time())
     prefix = f"inbound:{partition}:" if partition else "inbound:"
     config = {"ops": {audit.TABLE: {"config": {"rules_file": str(rules_file.absolute())}}}}
     config["ops"][audit.TABLE]["config"]["events_only"] = True
@@ -131,6 +133,17 @@ def inbound_tick(root: Path, rules_file: Path, cursor: str | None, partition: st
             run_key=f"{prefix}due:{int(due)}",
             run_config=config,
             tags={"alter/trigger": "inbound retry due"},
+            partition_key=partition,
+        )
+        return request, str(seen), ""
+    if waiting is not None and waiting <= seen:
+        # Handed to a run that left it (its maximum reached, stopped by the guard, crashed):
+        # one more run, keyed by the oldest waiting event, so this is not asked again until
+        # a run has moved past it.
+        request = dg.RunRequest(
+            run_key=f"{prefix}waiting:{waiting}",
+            run_config=config,
+            tags={"alter/trigger": "inbound events still waiting"},
             partition_key=partition,
         )
         return request, str(seen), ""

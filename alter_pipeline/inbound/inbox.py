@@ -208,6 +208,18 @@ class Inbox:
             ).fetchone()
         return None if row[0] is None else float(row[0])
 
+    def oldest_waiting(self, now: float, grace: float = 300.0) -> int | None:
+        """The first sequence received over `grace` seconds ago and still waiting for a run:
+        pending (left by a run that took its maximum or was stopped by the blast-radius guard)
+        or claimed by a run that died. The grace leaves a requested run time to start."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT min(sequence) FROM events WHERE received_at <= ? "
+                "AND (state = ? OR (state = ? AND claimed_at <= ?))",
+                (now - grace, PENDING, CLAIMED, now - self.claim_ttl),
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
     # ---- a rules run's side -----------------------------------------------------------------
 
     def claim_due(self, run_id: str, now: float, limit: int = 1000) -> list[InboxEvent]:

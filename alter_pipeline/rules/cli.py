@@ -391,6 +391,15 @@ def _print_outcome(meta: dict[str, Any], run_id: str) -> None:
     changes = str(meta.get("changes", ""))
     if changes and changes != "(none)":
         _say(changes)
+    if meta.get("inbound_events"):
+        _say(
+            f"inbound events: {meta['inbound_events']} ({meta.get('inbound_applied', 0)} applied, "
+            f"{meta.get('inbound_skipped', 0)} skipped, {meta.get('inbound_failed', 0)} failed, "
+            f"{meta.get('inbound_dead', 0)} dead)"
+        )
+        inbound = str(meta.get("inbound_changes", ""))
+        if inbound and inbound != "(none)":
+            _say(inbound)
     for warning in meta.get("warnings") or []:
         _say(f"warning: {warning}")
 

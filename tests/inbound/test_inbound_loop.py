@@ -215,3 +215,15 @@ def test_the_sensor_requests_a_run_when_a_retry_falls_due(tmp_path):
     result = tick(tmp_path, rules, cursor="1")  # the event itself was already handed out
     (request,) = result.run_requests
     assert request.run_key.startswith("inbound:due:")
+
+
+def test_the_sensor_asks_again_for_events_a_run_left_waiting(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    with stored_event(tmp_path) as inbox:  # received long ago, handed out, still pending
+        assert inbox.oldest_waiting(time.time()) == 1
+    result = tick(tmp_path, rules, cursor="1")
+    assert [r.run_key for r in result.run_requests] == ["inbound:waiting:1"]
+    assert tick(tmp_path, rules, cursor=result.cursor).run_requests[0].run_key == (
+        "inbound:waiting:1"  # the same key until a run moves past it: Dagster runs it once
+    )
