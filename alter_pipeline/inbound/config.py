@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from alter_pipeline.config import ConfigError
+from alter_pipeline.webhooks.signing import check_secret
 
 KINDS = ("stripe", "shopify", "standard-webhooks", "hmac-sha256")
 TIMESTAMPED = ("stripe", "standard-webhooks")
@@ -88,8 +89,11 @@ class Source:
         values = []
         for name in self.secret_envs:
             value = env.get(name, "").strip()
+            what = f"inbound source {self.id}: environment variable {name}"
             if not value:
-                raise ConfigError(f"inbound source {self.id}: environment variable {name} is unset")
+                raise ConfigError(f"{what} is unset")
+            if self.kind == "standard-webhooks":
+                check_secret(value, what)  # whsec_ + base64 of 24+ bytes, as the spec says
             values.append(value)
         return tuple(values)
 
