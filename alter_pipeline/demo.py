@@ -242,7 +242,7 @@ def inbound_loop(store: Any, settings: Settings, hooks: Any, deliveries: list[st
     hooks.wait_for(before + 1, timeout_s=5)
     for line in deliveries[before:]:
         if f"order={order_id} " in line:
-            console.print(f"  outbound: {line[:110]}", highlight=False, soft_wrap=True)
+            console.print(f"  outbound: {line[:180]}", highlight=False, soft_wrap=True)
 
 
 def checkout_completed(order_id: int) -> bytes:
