@@ -3,6 +3,7 @@ its verification agrees with the platforms' own libraries."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import time
@@ -31,7 +32,10 @@ from inbound_helpers import (
 )
 from standardwebhooks import Webhook
 
-from alter_pipeline.inbound.server import RunningInbound
+from alter_pipeline import storefronts
+from alter_pipeline.config import ConfigError, Settings
+from alter_pipeline.inbound.config import parse_inbound
+from alter_pipeline.inbound.server import RunningInbound, open_inboxes
 
 
 @pytest.fixture
@@ -281,3 +285,19 @@ def test_the_server_accepts_exactly_what_standardwebhooks_accepts(server):
         verdicts[case] = (ours, theirs)
     assert {c: o for c, (o, _) in verdicts.items()} == {c: t for c, (_, t) in verdicts.items()}
     assert sum(o for o, _ in verdicts.values()) == 4
+
+
+# ---- several storefronts --------------------------------------------------------------------
+
+
+def test_a_source_of_a_storefront_stores_into_that_storefronts_lake_root(tmp_path):
+    storefronts.link_name(tmp_path, "berlin", 12)  # what berlin's first sync does
+    (tmp_path / "storefront_id=12").mkdir()
+    settings = dataclasses.replace(Settings(), data_dir=tmp_path)
+    berlin = "sources:\n  - {id: s, path: /s, kind: shopify, secret_env: S, storefront: berlin}\n"
+    inbox = open_inboxes(parse_inbound(berlin), settings)["s"]
+    assert inbox.path == tmp_path / "storefront_id=12" / "inbound" / "inbox.sqlite"
+    inbox.close()
+    paris = berlin.replace("berlin", "paris")
+    with pytest.raises(ConfigError, match="storefront paris has no lake yet"):
+        open_inboxes(parse_inbound(paris), settings)
