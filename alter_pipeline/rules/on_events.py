@@ -40,6 +40,7 @@ from alter_pipeline.rules.apply import (
     Logger,
     Plan,
     RulesClient,
+    _refresh_views,
     blast_radius,
     check_scopes,
     refresh_changed,
@@ -168,6 +169,8 @@ def apply_inbox_events(
         done = {o.sequence for o in report.outcomes}
         inbox.release([e.sequence for e in events if e.sequence not in done], run_id)
     report.audit_snapshot = audit.write_audit(lake, report.rows, run_id=run_id)
+    if report.audit_snapshot:
+        _refresh_views(lake, logger)  # the audit table shows in warehouse.duckdb at once
     if refresh:
         changed = [o.order_id for o in report.applied if o.order_id is not None]
         report.refresh = refresh_changed(client, lake, changed, logger)
