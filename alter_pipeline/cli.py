@@ -24,11 +24,13 @@ app.add_typer(auth_app, name="auth")
 
 
 def _add_sub_apps() -> None:
+    from alter_pipeline.inbound.cli import inbound_app
     from alter_pipeline.rules.cli import rules_app
     from alter_pipeline.webhooks.cli import webhooks_app
 
     app.add_typer(rules_app, name="rules")
     app.add_typer(webhooks_app, name="webhooks")
+    app.add_typer(inbound_app, name="inbound")
 
 
 _add_sub_apps()

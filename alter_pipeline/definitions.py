@@ -8,6 +8,7 @@ import dagster as dg
 
 from alter_pipeline.assets.analytics import build_analytics
 from alter_pipeline.assets.checks import asset_checks
+from alter_pipeline.assets.inbound import make_inbound_sensor
 from alter_pipeline.assets.jobs import analytics_job, build_schedules, sync_job
 from alter_pipeline.assets.rules import apply_rules_job, build_status_transitions, make_rules_sensor
 from alter_pipeline.assets.scope import configured_storefronts, storefront_partitions
@@ -53,6 +54,7 @@ def build_definitions(
                 storefronts,
             ),
             make_rules_sensor(storefronts=storefronts),
+            make_inbound_sensor(storefronts=storefronts),
         ],
         resources=resources or build_resources(storefronts),
     )

@@ -2,12 +2,16 @@
 
 Starts an emulator in this process, syncs through Dagster (runs recorded in $DAGSTER_HOME),
 builds the analytics tables, lets shoppers change some orders, syncs again to detect the changes,
-delivers them as signed webhooks to a local receiver and applies the sample rules.
+delivers them as signed webhooks to a local receiver and applies the sample rules. Then the
+other direction: a signed Stripe-style `checkout.session.completed` for a cart reaches the
+inbound server, the inbound sensor's run makes the order `paid`, and that change leaves as an
+outbound webhook.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -25,6 +29,7 @@ console = Console()
 DEMO_ORDERS = 3000
 DEMO_MARKER = ".alter-demo"
 SECRET_ENV = "SHOP_WEBHOOK_SECRET"
+STRIPE_SECRET_ENV = "STRIPE_WEBHOOK_SECRET"
 SAMPLE_RULES = Path(__file__).resolve().parent.parent / "rules.example.yaml"
 
 
@@ -45,6 +50,7 @@ def prepare_data_dir(data_dir: Path) -> None:
         ".warehouse-views.json",
         "webhooks",
         "rules",
+        "inbound",
     ):
         path = data_dir / name
         if path.is_symlink() or path.is_file():
@@ -187,12 +193,88 @@ def main() -> None:
         applied = rules.metadata.get("status_transitions", {}).get("applied", 0)
         console.print(f"Rules applied {applied} status changes; their events follow as webhooks")
         run("webhooks: deliver the rules' status changes", "deliver_webhooks_job", settings)
+        inbound_loop(emulator.store, settings, hooks, deliveries)
         hooks.wait_for(len(deliveries), timeout_s=2)
     console.print(f"The receiver verified {len(deliveries)} signed webhooks, for example:")
     for line in deliveries[:5]:
         console.print(f"  {line.splitlines()[0][:110]}", highlight=False, soft_wrap=True)
     print_summary(settings)
     console.print(NEXT_STEPS, soft_wrap=True, highlight=False)
+
+
+def inbound_loop(store: Any, settings: Settings, hooks: Any, deliveries: list[str]) -> None:
+    """Stripe says a checkout was paid: verified and stored by the inbound server, applied by
+    the run inbound_events_sensor requests, and sent on as an `order.status_changed` webhook."""
+    import httpx
+
+    from alter_pipeline.inbound.config import load_inbound
+    from alter_pipeline.inbound.server import InboundApp, open_inboxes, run_inbound_server
+    from alter_pipeline.inbound.verify import stripe_signature_header
+
+    secret = os.environ.setdefault(STRIPE_SECRET_ENV, new_secret())
+    path = settings.data_dir / "demo" / "inbound.yaml"
+    path.write_text(
+        "sources:\n"
+        "  - {id: stripe, path: /hooks/stripe, kind: stripe, "
+        f"secret_env: {STRIPE_SECRET_ENV}}}\n"
+    )
+    os.environ["ALTER_INBOUND_FILE"] = str(path)
+    config = load_inbound(path)
+    order_id = store.order_ids(["shopping_cart"])[0]
+    body = checkout_completed(order_id)
+    header = stripe_signature_header(secret, body, int(datetime.now(UTC).timestamp()))
+    app = InboundApp(config, open_inboxes(config, settings))
+    with run_inbound_server(app) as server:
+        url = f"{server.url}/hooks/stripe"
+        answer = httpx.post(url, content=body, headers={"Stripe-Signature": header}, timeout=10)
+        forged = httpx.post(url, content=body, headers={"Stripe-Signature": "t=1,v1=00"})
+    console.print(
+        f"Inbound: Stripe-style checkout.session.completed for cart {order_id} → "
+        f"{answer.status_code} (stored in the inbox); a forged one → {forged.status_code}"
+    )
+    request = _inbound_sensor_request(settings)
+    run("rules: apply the inbound event (the inbound sensor's run)", "apply_rules_job", settings,
+        request.run_config)  # fmt: skip
+    status = "paid" if order_id in store.order_ids(["paid"]) else "not paid"
+    console.print(f"Order {order_id} is now {status} in the store")
+    before = len(deliveries)
+    run("webhooks: deliver its order.status_changed", "deliver_webhooks_job", settings)
+    hooks.wait_for(before + 1, timeout_s=5)
+    for line in deliveries[before:]:
+        if f"order={order_id} " in line:
+            console.print(f"  outbound: {line[:180]}", highlight=False, soft_wrap=True)
+
+
+def checkout_completed(order_id: int) -> bytes:
+    """A Stripe-shaped `checkout.session.completed` naming the Alter order in its metadata."""
+    event = {
+        "id": f"evt_demo_{order_id}_{secrets.token_hex(4)}",
+        "object": "event",
+        "type": "checkout.session.completed",
+        "data": {
+            "object": {
+                "object": "checkout.session",
+                "payment_status": "paid",
+                "metadata": {"alter_order_id": str(order_id)},
+            }
+        },
+    }
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def _inbound_sensor_request(settings: Settings) -> Any:
+    import dagster as dg
+
+    from alter_pipeline.assets.inbound import make_inbound_sensor
+    from alter_pipeline.resources import LakeResource
+
+    context = dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"lake": LakeResource(data_dir=str(settings.data_dir))},
+    )
+    result = make_inbound_sensor().evaluate_tick(context)
+    (request,) = result.run_requests
+    return request
 
 
 def new_secret() -> str:

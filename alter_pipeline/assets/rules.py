@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
+from alter_pipeline.assets.inbound import apply_inbound, inbound_metadata
 from alter_pipeline.assets.jobs import sensor_default_status
 from alter_pipeline.assets.scope import Scope, Tick, scope_of, tick_each_storefront
 from alter_pipeline.config import Settings
@@ -40,6 +41,11 @@ class RulesRunConfig(dg.Config):
         default=None, description="ISO time the rules' `age` and `idle` count from (default: now)."
     )
     concurrency: int = Field(default=4, ge=1, le=16, description="PATCHes in flight.")
+    events_only: bool = Field(
+        default=False,
+        description="Only apply the event-driven rules to the pending inbound events (what "
+        "inbound_events_sensor requests); otherwise a run does both.",
+    )
 
 
 def rules_path(configured: str | None = None) -> Path:
@@ -89,31 +95,50 @@ def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Sco
         ruleset = load_rules(path).scoped(scope.covers)
     except RulesError as error:
         raise dg.Failure("invalid rules file:\n" + "\n".join(error.lines())) from None
+    now = _now(config.now)
+    report = inbound = None
     with scope.client() as client:
         try:
-            report = apply_rules(
-                client,
-                scope.lake(),
+            if not config.events_only:
+                report = apply_rules(
+                    client,
+                    scope.lake(),
+                    ruleset,
+                    run_id=context.run.run_id,
+                    dry_run=config.dry_run,
+                    max_transitions=config.max_transitions,
+                    now=now,
+                    concurrency=config.concurrency,
+                    logger=context.log,
+                )
+            inbound = apply_inbound(
+                context,
+                scope,
                 ruleset,
-                run_id=context.run.run_id,
+                client,
                 dry_run=config.dry_run,
                 max_transitions=config.max_transitions,
-                now=_now(config.now),
-                concurrency=config.concurrency,
-                logger=context.log,
+                now=now,
             )
         except BlastRadiusError as error:
             raise dg.Failure(str(error), metadata=_plan_metadata(error.plan)) from None
         except (MissingScopeError, NoDataError) as error:
             raise dg.Failure(f"{scope.label}: {error}") from None
-    for warning in report.warnings:
-        context.log.warning(warning)
-    yield dg.MaterializeResult(metadata=_report_metadata(report, path))
-    if report.failed:  # after the materialization, so its metadata shows what did go through
+    if report is not None:
+        for warning in report.warnings:
+            context.log.warning(warning)
+    metadata = _report_metadata(report, path) if report else {"rules_file": str(path)}
+    yield dg.MaterializeResult(metadata=metadata | inbound_metadata(inbound))
+    # Failures after the materialization, so its metadata shows what did go through.
+    if report is not None and report.failed:
         raise dg.Failure(
             report.failure_message(),
             metadata={"failed_orders": dg.MetadataValue.json([r.order_id for r in report.failed])},
         )
+    dead = [o for o in inbound.outcomes if o.state == "dead"] if inbound else []
+    if dead:  # failed ones are retried with backoff; dead ones need a person
+        shown = ", ".join(f"{o.source}/{o.event_id} ({o.detail})" for o in dead[:10])
+        raise dg.Failure(f"{len(dead)} inbound events gave up after repeated failures: {shown}")
 
 
 def _plan_metadata(plan: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from alter_pipeline.rules.model import RuleSet
-from alter_pipeline.rules.parse import RulesError, load_rules
+from alter_pipeline.rules.parse import RulesError, load_rules, parse_rules
 
 rules_app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Status rules: check, test, apply."
@@ -40,9 +40,15 @@ def _usage(message: str) -> Exception:
     return UsageProblem(message)
 
 
-def _load_or_exit(path: Path) -> RuleSet:
-    """The rules file, or every problem on stderr (FILE:LINE:COL: message) and exit code 2."""
+def _load_or_exit(path: Path, *, check_sources: bool = False) -> RuleSet:
+    """The rules file, or every problem on stderr (FILE:LINE:COL: message) and exit code 2.
+    `check_sources`: `on:` sources must be sources of inbound.yaml (when there is one)."""
     try:
+        if check_sources:
+            text = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() else None
+            if text is not None:
+                known = _inbound_sources()
+                return parse_rules(text, source=str(path), path=path, known_sources=known)
         return load_rules(path)
     except RulesError as error:
         for line in error.lines():
@@ -50,6 +56,18 @@ def _load_or_exit(path: Path) -> RuleSet:
         count = len(error.problems)
         typer.echo(f"{count} problem{'s' if count != 1 else ''} in {path}", err=True)
         raise typer.Exit(2) from None
+
+
+def _inbound_sources() -> tuple[str, ...] | None:
+    """The source ids of $ALTER_INBOUND_FILE; None when it is absent or invalid (then the
+    sources are not checked here: `alter-pipeline inbound check` reports that file)."""
+    from alter_pipeline.inbound.config import InboundConfigError, configured_inbound
+
+    try:
+        found = configured_inbound()
+    except InboundConfigError:
+        return None
+    return found.ids if found else None
 
 
 def _say(line: str) -> None:
@@ -74,15 +92,19 @@ def _parse_now(text: str | None) -> datetime:
 @rules_app.command("check")
 def check(file: Path = typer.Argument(..., help="The rules file (YAML).")) -> None:
     """Validate a rules file: every problem with its line and column, else a summary."""
-    ruleset = _load_or_exit(file)
+    ruleset = _load_or_exit(file, check_sources=True)
     for line in rules_summary(ruleset):
         _say(line)
     console.print(transitions_table(ruleset))
-    enabled = len(ruleset.enabled)
+    enabled = len(ruleset.enabled) + len(ruleset.event_rules)
+    on_events = len([r for r in ruleset.rules if r.on is not None])
+    events = f", {on_events} on inbound events" if on_events else ""
     _say(
-        f"{file}: {len(ruleset.rules)} rules ({enabled} enabled), at most "
+        f"{file}: {len(ruleset.rules)} rules ({enabled} enabled{events}), at most "
         f"{ruleset.max_transitions_per_run} status changes per run"
     )
+    if on_events and _inbound_sources() is None:
+        _say("note: no valid inbound.yaml ($ALTER_INBOUND_FILE): the `on:` sources are unchecked")
 
 
 def rules_summary(ruleset: RuleSet) -> list[str]:
@@ -98,6 +120,9 @@ def rules_summary(ruleset: RuleSet) -> list[str]:
         lines.append(f"{rule.id}  ({', '.join(flags)})")
         if rule.description:
             lines.append(f"    {rule.description}")
+        if rule.on is not None:
+            types = " or ".join(rule.on.types)
+            lines.append(f"    on {rule.on.source} {types}, order id at {rule.on.path_text}")
         lines.append(f"    when {summarize(rule.when)}")
         lines.append(f"    then set_status {rule.target_status}")
     return lines
@@ -126,13 +151,26 @@ def test(
         False, "--live", help="With --order: read the order from the API, not the warehouse."
     ),
     now: str | None = typer.Option(None, help="ISO time `age` and `idle` count from."),
+    event: Path | None = typer.Option(
+        None, "--event", help="Explain what this inbound event (its JSON body) would do."
+    ),
+    source: str | None = typer.Option(
+        None, "--source", help="With --event: its source (default: the only one rules name)."
+    ),
+    event_type: str | None = typer.Option(
+        None, "--type", help="With --event: its type (default: the body's `type`)."
+    ),
 ) -> None:
-    """Explain why each rule matches an order or not; without --order, what a run would do."""
+    """Explain why each rule matches an order or not; without --order, what a run would do;
+    with --event, what an inbound event would do."""
     ruleset = _load_or_exit(file)
 
     def run() -> None:
         moment = _parse_now(now)
-        if order:
+        if event is not None:
+            for line in _explain_event(ruleset, event, source, event_type, moment, live=live):
+                _say(line)
+        elif order:
             _explain_orders(ruleset, order, moment, live=live)
         else:
             _preview(ruleset, moment)
@@ -159,7 +197,8 @@ def _explain_orders(ruleset: RuleSet, order_ids: list[int], now: datetime, *, li
             f"{len(found.items)} items, {render(o.get('total_value'))} "
             f"{o.get('total_currency') or ''}".rstrip()
         )
-        verdicts = [verdict(rule, found, now) for rule in sorted(ruleset.rules, key=_live_rank)]
+        scheduled = [r for r in ruleset.rules if r.on is None]  # event rules need an event
+        verdicts = [verdict(rule, found, now) for rule in sorted(scheduled, key=_live_rank)]
         for result in verdicts:
             for line in result.lines():
                 _say("  " + line)
@@ -171,6 +210,49 @@ def _explain_orders(ruleset: RuleSet, order_ids: list[int], now: datetime, *, li
             _say(f"  → {winner.id} would set status {winner.target_status}{beaten}")
         else:
             _say("  → no rule would change this order")
+
+
+def _explain_event(
+    ruleset: RuleSet,
+    event: Path,
+    source: str | None,
+    event_type: str | None,
+    now: datetime,
+    *,
+    live: bool,
+) -> list[str]:
+    from alter_pipeline.rules.explain_event import EventFileError, explain_event
+
+    def facts_of(order_id: int) -> Any:
+        if live:
+            return _live_facts_or_none(order_id)
+        from alter_pipeline.lake.locate import open_lake
+        from alter_pipeline.rules.data import NoDataError, load_facts, snapshot_connection
+
+        try:
+            con = snapshot_connection(open_lake(_settings().data_dir).current())
+        except NoDataError as error:
+            raise _usage(f"{error}; or use --live to read the order from the API") from None
+        with con:
+            return load_facts(con, [order_id]).get(order_id)
+
+    try:
+        return explain_event(ruleset, event, source, event_type, now, facts_of)
+    except EventFileError as error:
+        raise _usage(str(error)) from None
+
+
+def _live_facts_or_none(order_id: int) -> Any:
+    from alter_pipeline.api.errors import NotFoundError
+
+    try:
+        return _live_facts([order_id])[order_id]
+    except NotFoundError:
+        return None
+    except Exception as error:
+        if "does not exist" in str(error):
+            return None
+        raise
 
 
 def _live_rank(rule: Any) -> tuple[bool, int, int]:
@@ -309,6 +391,15 @@ def _print_outcome(meta: dict[str, Any], run_id: str) -> None:
     changes = str(meta.get("changes", ""))
     if changes and changes != "(none)":
         _say(changes)
+    if meta.get("inbound_events"):
+        _say(
+            f"inbound events: {meta['inbound_events']} ({meta.get('inbound_applied', 0)} applied, "
+            f"{meta.get('inbound_skipped', 0)} skipped, {meta.get('inbound_failed', 0)} failed, "
+            f"{meta.get('inbound_dead', 0)} dead)"
+        )
+        inbound = str(meta.get("inbound_changes", ""))
+        if inbound and inbound != "(none)":
+            _say(inbound)
     for warning in meta.get("warnings") or []:
         _say(f"warning: {warning}")
 

@@ -96,6 +96,21 @@ Action = SetStatus  # `set_quantity` will join here
 
 
 @dataclass(frozen=True)
+class Trigger:
+    """`on: {source, type}` with `order_id: path`: the rule acts on inbound events
+    (alter_pipeline/rules/triggers.py), never on a schedule."""
+
+    source: str
+    types: tuple[str, ...]
+    order_id_path: tuple[str, ...]
+    mark: Mark = field(default=Mark(0, 0), compare=False)
+
+    @property
+    def path_text(self) -> str:
+        return ".".join(self.order_id_path)
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     when: Condition
@@ -107,6 +122,8 @@ class Rule:
     max_per_run: int | None = None
     # Names of storefronts.yaml this rule is limited to; empty: every storefront.
     storefronts: tuple[str, ...] = ()
+    # Set for an event-driven rule: it acts on inbound events only.
+    on: Trigger | None = None
     index: int = 0  # position in the file: breaks priority ties
     mark: Mark = field(default=Mark(0, 0), compare=False)
 
@@ -130,7 +147,17 @@ class RuleSet:
 
     @property
     def enabled(self) -> tuple[Rule, ...]:
-        return tuple(sorted((r for r in self.rules if r.enabled), key=lambda r: r.rank))
+        """The enabled rules a run evaluates over the warehouse (not the event-driven ones)."""
+        return tuple(
+            sorted((r for r in self.rules if r.enabled and r.on is None), key=lambda r: r.rank)
+        )
+
+    @property
+    def event_rules(self) -> tuple[Rule, ...]:
+        """The enabled rules with an `on:` trigger, in the order they win an event."""
+        return tuple(
+            sorted((r for r in self.rules if r.enabled and r.on is not None), key=lambda r: r.rank)
+        )
 
     def rule(self, rule_id: str) -> Rule:
         return next(r for r in self.rules if r.id == rule_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -32,6 +32,7 @@ from alter_pipeline.rules.fields import (
     parse_duration,
 )
 from alter_pipeline.rules.transitions import TransitionTable, forbidden_moves
+from alter_pipeline.rules.triggers import parse_trigger
 from alter_pipeline.storefronts import NAME as STOREFRONT_NAME
 
 RULE_KEYS = (
@@ -42,6 +43,8 @@ RULE_KEYS = (
     "dry_run",
     "max_per_run",
     "storefronts",
+    "on",
+    "order_id",
     "when",
     "then",
 )
@@ -81,8 +84,15 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def parse_rules(text: str, source: str = "<rules>", path: Path | None = None) -> model.RuleSet:
+def parse_rules(
+    text: str,
+    source: str = "<rules>",
+    path: Path | None = None,
+    known_sources: Collection[str] | None = None,
+) -> model.RuleSet:
+    """`known_sources`: the source ids of inbound.yaml, when `on:` sources are to be checked."""
     parser = _Parser()
+    parser.known_sources = known_sources
     ruleset = parser.document(text)
     if parser.problems or ruleset is None:
         raise RulesError(parser.problems, source)
@@ -120,13 +130,20 @@ def _show(value: Any) -> str:
 
 
 class _Parser:
+    bad = _BAD  # for the helpers of triggers.py
+
     def __init__(self) -> None:
         self.problems: list[model.Problem] = []
+        self.known_sources: Collection[str] | None = None
         self._constructor = yaml.SafeLoader("")
         self._re2: Any = None  # a DuckDB connection, opened on the first `matches`
 
     def problem(self, node: yaml.Node | None, message: str) -> None:
         self.problems.append(model.Problem(_mark(node), message))
+
+    @staticmethod
+    def mark(node: yaml.Node | None) -> model.Mark:
+        return _mark(node)
 
     # ---- YAML shapes ------------------------------------------------------------------------
 
@@ -137,7 +154,9 @@ class _Parser:
             return
         seen: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
-            key = self.scalar(key_node)
+            # A plain `on:` (or yes/no/off) is a boolean to YAML 1.1; as a key it is a name.
+            plain_bool = isinstance(key_node, yaml.ScalarNode) and key_node.tag.endswith(":bool")
+            key = key_node.value if plain_bool else self.scalar(key_node)
             if not isinstance(key, str):
                 self.problem(key_node, f"keys of {what} must be names, got {_show(key)}")
                 continue
@@ -297,6 +316,14 @@ class _Parser:
             fields["max_per_run"] = self.count(entries["max_per_run"][1], "max_per_run")
         if "storefronts" in entries:
             fields["storefronts"] = self.storefront_names(entries["storefronts"][1])
+        if "on" in entries or "order_id" in entries:
+            fields["on"] = parse_trigger(
+                self,
+                entries.get("on", (None, None))[1],
+                entries.get("order_id", (None, None))[1],
+                node,
+                self.known_sources,
+            )
         when = self.condition(entries["when"][1], Scope.ORDER)
         then = self.action(entries["then"][1])
         if len(self.problems) > before:

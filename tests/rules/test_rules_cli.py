@@ -36,7 +36,9 @@ def test_check_summarises_a_valid_file():
     assert result.exit_code == 0, result.output
     assert f"cancel-stale-carts  (priority 10, max {first.max_per_run}/run)" in result.stdout
     assert "when status in [shopping_cart, editable] and age > 30d and idle > 30d" in result.stdout
-    assert f"4 rules (3 enabled), at most {limit} status changes per run" in result.stdout
+    assert f"5 rules (4 enabled, 1 on inbound events), at most {limit} status changes per run" in (
+        result.stdout
+    )
     assert "completed     │ — (final)" in result.stdout
 
 
