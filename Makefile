@@ -50,3 +50,9 @@ bench-quick: $(STAMP)
 .PHONY: soak
 soak: $(STAMP)
 	$(BIN)/python tests/reliability/soak.py
+
+# Break each documented guarantee once and run the tests named for it (not part of
+# `make test`): tests/reliability/mutation.py prints caught / missed.
+.PHONY: mutation
+mutation: $(STAMP)
+	$(BIN)/python tests/reliability/mutation.py
