@@ -102,8 +102,8 @@ MUTATIONS = [
     Mutation(
         "outbox-loses-order", "events of one order are delivered in order",
         "alter_pipeline/webhooks/outbox.py",
-        "AND p.state = 'pending' AND p.sequence < d.sequence)",
-        "AND p.state = 'pending' AND p.sequence < d.sequence AND 0)",
+        "      AND p.state = 'pending' AND p.sequence < d.sequence)\nORDER BY d.sequence",
+        "      AND p.state = 'pending' AND p.sequence < d.sequence AND 0)\nORDER BY d.sequence",
         ("tests/webhooks/test_webhook_delivery.py", "tests/webhooks/test_webhook_outbox.py"),
     ),
     Mutation(
