@@ -188,8 +188,13 @@ def test_incremental_sync_uses_a_small_share_of_a_full_syncs_requests(
     syncer.sync()
     full_requests = syncer.client.stats.snapshot().requests
     mutate(emulator.store, random.Random(5), 20, recently_active(emulator.store))
-    syncer.sync()
+    report = syncer.sync()
     incremental_requests = syncer.client.stats.snapshot().requests - full_requests
+    # Every request accounted for: the storefront check, the batch re-reads (50 ids each),
+    # the self-check, the products listing (its pages and its final total).
+    batches = -(-report.reread // 50)
+    expected = 1 + batches + report.check.requests + report.products.pages + 1
+    assert report.mode == "incremental" and incremental_requests == expected
     assert incremental_requests < full_requests / 2
 
 

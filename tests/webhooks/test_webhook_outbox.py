@@ -1,5 +1,7 @@
 """The outbox: idempotent ingestion with a cursor, leases, concurrent deliverers."""
 
+import subprocess
+import sys
 import threading
 from collections import Counter
 
@@ -56,22 +58,35 @@ def test_the_outbox_is_sqlite_in_wal_mode_under_the_data_dir(shop):
     assert outbox_path(shop.settings.data_dir).is_file()
 
 
+CLAIMER = """
+import sys
+from pathlib import Path
+from alter_pipeline.webhooks.outbox import Outbox
+print("ready", flush=True)
+sys.stdin.readline()  # both start claiming together
+with Outbox(Path(sys.argv[1])) as outbox:
+    while batch := outbox.claim(1.0, {"a": 7}, {"a": 60.0}):
+        print(*(c.event_id for c in batch), flush=True)
+"""
+
+
 def test_two_processes_claiming_at_once_never_get_the_same_delivery(tmp_path):
     path = tmp_path / "o.sqlite"
     with Outbox(path) as outbox:
         outbox.enqueue([(queued(i), ["a"]) for i in range(1, 301)], now=0.0)
-    claimed: list[list[str]] = [[], []]
-
-    def claim_all(slot: int) -> None:
-        with Outbox(path) as outbox:
-            while batch := outbox.claim(1.0, {"a": 7}, {"a": 60.0}):
-                claimed[slot].extend(c.event_id for c in batch)
-
-    threads = [threading.Thread(target=claim_all, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    claimers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for claimer in claimers:
+        assert claimer.stdout is not None and claimer.stdout.readline().strip() == "ready"
+    outputs = [claimer.communicate("go\n", timeout=60)[0] for claimer in claimers]
+    claimed = [output.split() for output in outputs]
     assert not set(claimed[0]) & set(claimed[1])
     assert len(claimed[0]) + len(claimed[1]) == 300
 
