@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home$(if $(filter postgres,$(ALTER_DAGSTER_STORAGE)),/postgres)
 
-.PHONY: demo test lint ui install clean bench bench-quick
+.PHONY: demo test lint ui install clean bench bench-quick bench-selfcheck
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.syncbench --quick
+
+# What the sync's self-check costs at 100,000 orders, and a live-traffic scenario (README).
+bench-selfcheck: $(STAMP)
+	$(BIN)/python benchmarks/selfcheck_cost.py
 
 # Ten minutes of dagster dev (schedules, sensors) against the live emulator under faults, then
 # checks and figures (not part of `make test`): tests/reliability/soak.py, docs/reliability.md.
