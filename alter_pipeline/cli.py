@@ -239,45 +239,83 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+# Table output keeps this many rows (rich lays a table out in memory); csv and json stream all.
+TABLE_ROW_LIMIT = 1000
+_FETCH_BATCH = 10_000
+
+
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL over the warehouse views (orders, order_items, ...)."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
 ) -> None:
-    """Run SQL against the DuckDB warehouse and print the result."""
+    """Run read-only SQL against the DuckDB warehouse and print the result (it may read the
+    lake's tables, nothing else: no other files, no writes, no extensions)."""
 
     def run() -> None:
         import duckdb
 
-        from alter_pipeline.warehouse import connect
+        from alter_pipeline.warehouse import QueryRefused, check_read_only, read_only_connection
 
-        with connect(settings().data_dir) as con:
+        try:
+            check_read_only(sql)
+        except QueryRefused as refused:
+            raise UsageProblem(str(refused)) from refused
+        with read_only_connection(settings().data_dir) as con:
             try:
                 cursor = con.execute(sql)
+                columns = [d[0] for d in cursor.description or []]
+                _print_rows(columns, cursor, output)
+            except duckdb.PermissionException as error:
+                raise UsageProblem(
+                    f"query may read only the lake's tables: {str(error).splitlines()[0]}"
+                ) from error
             except duckdb.Error as error:
                 raise UsageProblem(f"SQL error: {str(error).splitlines()[0]}") from error
-            columns = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchall()
-        _print_rows(columns, rows, output)
 
     guarded(run)
 
 
-def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], output: OutputFormat) -> None:
+def _batches(cursor: Any) -> Iterator[list[tuple[Any, ...]]]:
+    while batch := cursor.fetchmany(_FETCH_BATCH):
+        yield batch
+
+
+def _print_rows(columns: list[str], cursor: Any, output: OutputFormat) -> None:
+    """Stream the rows of `cursor` (memory stays flat for csv and json, whatever the size)."""
     if output is OutputFormat.json:
-        records = [dict(zip(columns, row, strict=True)) for row in rows]
-        sys.stdout.write(json.dumps(records, default=str, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write("[")
+        first = True
+        for batch in _batches(cursor):
+            for row in batch:
+                record = dict(zip(columns, row, strict=True))
+                text = json.dumps(record, default=str, ensure_ascii=False, indent=2)
+                sys.stdout.write(("\n" if first else ",\n") + _indent(text))
+                first = False
+        sys.stdout.write("]\n" if first else "\n]\n")
     elif output is OutputFormat.csv:
         import csv
 
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
-        writer.writerows(rows)
+        for batch in _batches(cursor):
+            writer.writerows(batch)
     else:
+        rows = cursor.fetchmany(TABLE_ROW_LIMIT + 1)
         table = Table(*columns, show_lines=False)
-        for row in rows:
+        for row in rows[:TABLE_ROW_LIMIT]:
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
+        if len(rows) > TABLE_ROW_LIMIT:
+            errors.print(
+                f"showing the first {TABLE_ROW_LIMIT} rows; --format csv or json prints all "
+                "(or add a LIMIT)",
+                highlight=False,
+            )
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 # ---- emulator and UI -----------------------------------------------------------------------

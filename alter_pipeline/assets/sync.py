@@ -111,6 +111,11 @@ def _sync(
     except (AlterAPIError, sync.StorefrontMismatchError) as error:
         # One line naming the storefront: the partition's failure in the UI says whose and why.
         raise dg.Failure(description=f"{scope.label}: {error}") from None
+    if report.previous_unreadable:
+        context.log.warning(
+            f"the previous snapshot could not be read ({report.previous_unreadable}): the lake "
+            "was rebuilt, and this sync's change events were computed against nothing"
+        )
     snapshot = storefront_lake.get(report.snapshot_id)
     assert snapshot is not None
     run_figures = {
