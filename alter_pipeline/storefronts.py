@@ -34,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from alter_pipeline import yaml_limits
 from alter_pipeline.config import ConfigError, Settings, validate_base_url
 from alter_pipeline.contract import DEFAULT_BASE_URL
 
@@ -89,7 +90,11 @@ class Storefronts:
 
 def load_storefronts(path: Path) -> Storefronts:
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        text = yaml_limits.read_limited(path).decode("utf-8")
+        yaml_limits.check_limits(text)
+        data = yaml.safe_load(text)
+    except yaml_limits.YamlLimitError as breach:
+        raise StorefrontsError(f"{path}:{breach}") from None
     except yaml.YAMLError as error:
         raise StorefrontsError(f"{path}: not valid YAML: {error}") from None
     return parse_storefronts(data, source=str(path))

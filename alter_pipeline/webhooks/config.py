@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from alter_pipeline import yaml_limits
 from alter_pipeline.config import ConfigError
 from alter_pipeline.events.schema import EVENT_TYPES
 from alter_pipeline.storefronts import NAME as STOREFRONT_NAME
@@ -122,7 +123,12 @@ def load_subscriptions(path: Path | str) -> Subscriptions:
         raise SubscriptionsError(
             f"webhooks file not found: {path} (set ALTER_WEBHOOKS_FILE or create it)"
         )
-    return parse_subscriptions(path.read_text("utf-8"), source=str(path))
+    try:
+        data = yaml_limits.read_limited(path)
+    except yaml_limits.YamlLimitError as breach:
+        problem = Problem(str(path), breach.line, breach.column, "", breach.message)
+        raise SubscriptionsError([problem]) from None
+    return parse_subscriptions(data.decode("utf-8"), source=str(path))
 
 
 def parse_subscriptions(text: str, source: str = "webhooks.yaml") -> Subscriptions:
@@ -148,7 +154,12 @@ class _Parser:
 
     def parse(self, text: str) -> list[Endpoint]:
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = yaml_limits.compose(text)
+        except yaml_limits.YamlLimitError as breach:
+            self.problems.append(
+                Problem(self.source, breach.line, breach.column, "", breach.message)
+            )
+            return []
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
             line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
