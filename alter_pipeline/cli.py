@@ -373,12 +373,13 @@ def ui(
 ) -> None:
     """Start the Dagster UI pointed at a live emulator, schedules and sensors running."""
 
-    def run() -> None:
-        from alter_pipeline.ui import run_ui
+    from alter_pipeline.ui import exit_code_on_stop, run_ui
 
+    def run() -> None:
         run_ui(port=port, emulator_port=emulator_port, orders=orders)
 
-    guarded(run)
+    with exit_code_on_stop():
+        guarded(run)
 
 
 def main() -> None:
