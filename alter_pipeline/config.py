@@ -7,6 +7,7 @@ Real environment variables win over `.env` entries.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -37,6 +38,28 @@ def load_dotenv(path: Path | None = None) -> None:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         os.environ.setdefault(name.strip(), value)
+
+
+ENV_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def env_name_problem(value: str) -> str | None:
+    """Why `value`, given where the NAME of an environment variable belongs (`api_key_env`,
+    `secret_env`, ...), is not one; None if it is. The value is never repeated: a key or secret
+    pasted there must not reach an error message, a log or the Dagster run database.
+
+    A name is letters, digits and '_'; one that mixes lower case with digits is taken for a
+    pasted key (`sk_live_4eC39Hq...`): variable names are upper case by convention, and
+    lower-case ones (`shop_secret`) rarely carry digits.
+    """
+    looks_like_name = ENV_VARIABLE_NAME.fullmatch(value) is not None
+    mixed_with_digits = value != value.upper() and any(c.isdigit() for c in value)
+    if looks_like_name and not mixed_with_digits and not value.startswith("whsec_"):
+        return None
+    return (
+        "looks like a secret, not a variable name: give the NAME of an environment variable "
+        "that holds it (e.g. SHOP_WEBHOOK_SECRET); the value is not shown"
+    )
 
 
 def validate_base_url(url: str, variable: str = "ALTER_API_BASE_URL") -> str:

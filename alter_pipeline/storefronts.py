@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from alter_pipeline import yaml_limits
-from alter_pipeline.config import ConfigError, Settings, validate_base_url
+from alter_pipeline.config import ConfigError, Settings, env_name_problem, validate_base_url
 from alter_pipeline.contract import DEFAULT_BASE_URL
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -131,11 +131,14 @@ def _entry(raw: object, where: str) -> Storefront:
     where = f"{where} ({name})"
     for key in ("api_key_env", "api_token_env"):
         value = raw.get(key)
-        if not isinstance(value, str) or not ENV_NAME.fullmatch(value):
+        if not isinstance(value, str):
             raise StorefrontsError(
                 f"{where}.{key}: expected the NAME of an environment variable, got "
-                f"{'nothing' if value is None else 'an invalid name'}"
+                f"{'nothing' if value is None else 'something else'}"
             )
+        problem = env_name_problem(value)
+        if problem:
+            raise StorefrontsError(f"{where}.{key}: {problem}")
     base_url = raw.get("base_url") or DEFAULT_BASE_URL
     if not isinstance(base_url, str):
         raise StorefrontsError(f"{where}.base_url: expected an http(s) URL")

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from alter_pipeline import yaml_limits
-from alter_pipeline.config import ConfigError
+from alter_pipeline.config import ConfigError, env_name_problem
 from alter_pipeline.events.schema import EVENT_TYPES
 from alter_pipeline.storefronts import NAME as STOREFRONT_NAME
 from alter_pipeline.webhooks.signing import secret_from_env
@@ -37,7 +37,6 @@ MAX_TIMEOUT_S = 60.0
 ENDPOINT_KEYS = ("id", "url", "events", "secret_env", "enabled", "timeout_s", "storefront")
 REQUIRED_KEYS = ("id", "url", "events", "secret_env")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATTERN = re.compile(r"[a-z*][a-z_.*]*")
 
 
@@ -301,11 +300,10 @@ class _Parser:
         value = self.string(node, path)
         if value is None:
             return None
-        if value.startswith("whsec_"):
-            # Someone pasted the secret itself: say so without repeating it.
-            self.problem(node, path, "give the NAME of an environment variable, not the secret")
-        elif not _ENV_NAME.fullmatch(value):
-            self.problem(node, path, "not a valid environment variable name")
+        problem = env_name_problem(value)
+        if problem:  # perhaps the secret itself, pasted: never repeated
+            self.problem(node, path, problem)
+            return None
         return value
 
     def enabled(self, node: yaml.Node | None, path: str) -> bool:
