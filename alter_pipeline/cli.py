@@ -7,6 +7,7 @@ Errors print one line and exit 2 (bad input or configuration) or 1 (the run fail
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from enum import StrEnum
@@ -47,10 +48,19 @@ class RunFailed(Exception):
     """The work itself failed: exit code 1."""
 
 
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for Ctrl-C
+INTERRUPTED = "interrupted: nothing was committed, the previous snapshot stays current"
+
+
 def guarded(action: Callable[[], T]) -> T:
     """Run `action`, turning known failures into one line on stderr and an exit code."""
     try:
         return action()
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        errors.print(INTERRUPTED, highlight=False)
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     except (UsageProblem, ConfigError) as problem:
         _fail(problem, 2)
     except RunFailed as failure:
@@ -199,6 +209,8 @@ def _run_job(
     from alter_pipeline.jobs_runner import run_job
 
     outcome = run_job(name, conf, run_config, partition_key=partition)
+    if not outcome.success and (outcome.error or "").startswith("DagsterExecutionInterrupted"):
+        raise KeyboardInterrupt  # Dagster turned Ctrl-C into a failed step
     if not outcome.success:
         raise RunFailed(f"{name} failed: {outcome.error} (run {outcome.run_id})")
     return outcome
@@ -383,7 +395,12 @@ def ui(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The command is over: a Ctrl-C now would only print a traceback from whatever runs
+        # at interpreter exit (garbage collection, atexit hooks).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
