@@ -7,6 +7,7 @@ Errors print one line and exit 2 (bad input or configuration) or 1 (the run fail
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from alter_pipeline.config import ConfigError, Settings
@@ -79,8 +81,23 @@ def _exit_code_for(error: Exception) -> int:
 def _fail(error: Exception, code: int) -> None:
     if _state["debug"]:
         raise error
-    errors.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+    message = escape(_storage_failure(error) or str(error))
+    errors.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(code)
+
+
+def _storage_failure(error: Exception) -> str | None:
+    """One line for a failure of Dagster's own storage (SQLAlchemy prints the SQL statement
+    and a link over a dozen lines); None for any other error."""
+    if not type(error).__module__.startswith("sqlalchemy"):
+        return None
+    cause = getattr(error, "orig", None) or error
+    reason = (str(cause).strip().splitlines() or [""])[0]
+    home = os.environ.get("DAGSTER_HOME", "dagster_home")
+    return (
+        f"Dagster's storage in {home} failed: {type(cause).__name__}: {reason} "
+        "(a full disk? a file it cannot write?)"
+    )
 
 
 @app.callback()
@@ -366,9 +383,10 @@ def emulator(
             fault_rate=fault_rate,
             rate_limit=rate_limit,
             live=live,
+            # `--scopes ''` grants none (a credential without scopes), not the default four.
             **(
                 {"scopes": tuple(s.strip() for s in scopes.split(",") if s.strip())}
-                if scopes
+                if scopes is not None
                 else {}
             ),
         )

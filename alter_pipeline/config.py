@@ -72,14 +72,23 @@ def validate_base_url(url: str, variable: str = "ALTER_API_BASE_URL") -> str:
 def data_location(data_dir: str, cache_dir: str | None) -> dict[str, object]:
     """A local data directory, or an object-store URL plus the local mirror that stages it."""
     if "://" not in data_dir:
-        return {"data_dir": Path(data_dir).absolute(), "lake_url": None}
+        return {"data_dir": _directory(data_dir, "ALTER_DATA_DIR"), "lake_url": None}
     scheme = data_dir.split("://", 1)[0]
     if scheme == "file":
-        return {"data_dir": Path(data_dir[len("file://") :]).absolute(), "lake_url": None}
+        local = _directory(data_dir[len("file://") :], "ALTER_DATA_DIR")
+        return {"data_dir": local, "lake_url": None}
     if not data_dir.split("://", 1)[1].strip("/"):
         raise ConfigError(f"ALTER_DATA_DIR must name a bucket, got {data_dir!r}")
-    cache = Path(cache_dir or ".alter-cache").absolute()
+    cache = _directory(cache_dir or ".alter-cache", "ALTER_CACHE_DIR")
     return {"data_dir": cache, "lake_url": data_dir.rstrip("/")}
+
+
+def _directory(value: str, variable: str) -> Path:
+    """`value` as an absolute path that is a directory or does not exist yet."""
+    path = Path(value).absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{variable} names {path}, which is a file, not a directory")
+    return path
 
 
 @dataclass(frozen=True)

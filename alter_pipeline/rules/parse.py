@@ -254,8 +254,9 @@ class _Parser:
                 if rule_id in first_line:
                     line = first_line[rule_id]
                     self.problem(id_node, f"duplicate rule id {rule_id!r} (first at line {line})")
-                    continue
-                first_line[rule_id] = _mark(id_node).line
+                else:
+                    first_line[rule_id] = _mark(id_node).line
+            # A duplicate is still checked: its other mistakes are reported in the same pass.
             rule = self.rule(rule_node, index)
             if rule is not None:
                 self.check_moves(rule, table)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -62,6 +63,31 @@ class SubscriptionsError(ConfigError):
         self.problems = [] if isinstance(problems, str) else problems
         text = problems if isinstance(problems, str) else "\n".join(map(str, problems))
         super().__init__(text)
+
+
+# Cloud metadata services answer on these names and on link-local addresses: a webhook sent
+# there would post event payloads to (and expose answers of) the host's credential service.
+_METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+_METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address(a) for a in ("100.100.100.200", "fd00:ec2::254")}
+)
+
+
+def _forbidden_host(hostname: str) -> str | None:
+    """Why deliveries may not go to `hostname` (a link-local or cloud-metadata address)."""
+    name = hostname.lower().rstrip(".")
+    if name in _METADATA_HOSTS:
+        return f"{hostname} is a cloud metadata service, not a webhook endpoint"
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return None  # a DNS name: resolved when delivering
+    if address.is_link_local or address in _METADATA_ADDRESSES:
+        return (
+            f"{hostname} is a link-local or cloud metadata address (169.254.0.0/16, fe80::/10), "
+            "not a webhook endpoint"
+        )
+    return None
 
 
 def event_pattern(pattern: str) -> re.Pattern[str]:
@@ -269,6 +295,8 @@ class _Parser:
         elif parts.username or parts.password:
             # Credentials in URLs end up in logs; the signature authenticates deliveries.
             self.problem(node, path, "credentials in the URL are not allowed")
+        elif reason := _forbidden_host(parts.hostname):
+            self.problem(node, path, reason)
         return value
 
     def events(self, node: yaml.Node | None, path: str) -> tuple[str, ...]:
