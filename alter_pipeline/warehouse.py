@@ -223,18 +223,18 @@ def read_only_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
     """`connect`, then locked down for SQL from a person: files outside the lake, extension
     installs and loads, and any change to these settings are refused by DuckDB itself."""
     con = connect(data_dir)
-    if published_lakes(data_dir):
-        # The object-store views read through a registered filesystem DuckDB cannot confine
-        # to a directory; statements are still checked and extensions still refused.
-        settings = ["autoinstall_known_extensions = false", "autoload_known_extensions = false"]
+    lakes = published_lakes(data_dir)
+    if lakes:  # each lake's URL prefix in the object store (httpfs and fsspec both obey it)
+        directories = [lake.remote.url.rstrip("/") + "/" for lake in lakes if lake.remote]
     else:
-        listed = ", ".join(f"'{_quote(d)}'" for d in allowed_directories(data_dir))
-        settings = [
-            f"allowed_directories = [{listed}]",
-            "enable_external_access = false",
-            "autoinstall_known_extensions = false",
-            "autoload_known_extensions = false",
-        ]
+        directories = allowed_directories(data_dir)
+    listed = ", ".join(f"'{_quote(d)}'" for d in directories)
+    settings = [
+        f"allowed_directories = [{listed}]",
+        "enable_external_access = false",
+        "autoinstall_known_extensions = false",
+        "autoload_known_extensions = false",
+    ]
     for setting in [*settings, "lock_configuration = true"]:
         con.execute(f"SET {setting}")
     return con

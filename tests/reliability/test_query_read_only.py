@@ -168,3 +168,17 @@ def test_a_full_sync_rebuilds_over_a_previous_snapshot_it_cannot_read(
     assert report.previous_unreadable
     result = run_query(synced, "select count(*) from orders", "--format", "csv")
     assert result.stdout.splitlines()[1] == "120", result.stderr
+
+
+def test_a_query_over_an_object_store_lake_reads_only_the_lake(
+    emulator: RunningEmulator, s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALTER_DATA_DIR", s3_url)
+    monkeypatch.setenv("ALTER_CACHE_DIR", str(tmp_path / "syncer"))
+    with AlterClient(emulator.base_url, emulator.key, emulator.token) as client:
+        run_sync(client, Lake(tmp_path / "syncer", remote=s3_url), now=emulator.store.now())
+    monkeypatch.setenv("ALTER_CACHE_DIR", str(tmp_path / "analyst"))  # another machine
+    with read_only_connection(tmp_path / "analyst") as con:
+        assert con.execute("select count(*) from orders").fetchone() == (120,)
+        with pytest.raises(duckdb.PermissionException):
+            con.execute("select content from read_text('/proc/self/environ')").fetchall()
