@@ -446,6 +446,23 @@ def record_changes(
         report.events[event_type] = report.events.get(event_type, 0) + 1
 
 
+class UnreadableSnapshotError(RuntimeError):
+    """The current snapshot's files cannot be read (overwritten by another tool, say)."""
+
+
+def _require_readable(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> None:
+    """An incremental sync carries the previous snapshot's rows: it needs them readable."""
+    products = parent.table_dir("products") if parent.has_table("products") else None
+    reason = detect.unreadable_reason(
+        con, parent.table_dir("orders"), parent.table_dir("order_items"), products
+    )
+    if reason is not None:
+        raise UnreadableSnapshotError(
+            f"the current snapshot {parent.snapshot_id} cannot be read ({reason}): run "
+            "`alter-pipeline sync --full` to rebuild the lake from the API"
+        )
+
+
 def _previous_unreadable(
     con: duckdb.DuckDBPyConnection, parent: Snapshot, writer: SnapshotWriter, report: SyncReport
 ) -> bool:
@@ -589,6 +606,9 @@ def run_sync(
     with lake.write() as writer, _scratch_db(lake) as con:
         claim_storefront(client, writer, storefront_id)
         incremental = not full and writer.parent is not None and writer.parent.has_table("orders")
+        if incremental:
+            assert writer.parent is not None
+            _require_readable(con, writer.parent)
         report = SyncReport(
             snapshot_id=writer.snapshot_id,
             mode="incremental" if incremental else "full",

@@ -108,7 +108,7 @@ def _sync(
                 storefront_id=storefront_id,
             )
             stats = client.stats.snapshot()
-    except (AlterAPIError, sync.StorefrontMismatchError) as error:
+    except (AlterAPIError, sync.StorefrontMismatchError, sync.UnreadableSnapshotError) as error:
         # One line naming the storefront: the partition's failure in the UI says whose and why.
         raise dg.Failure(description=f"{scope.label}: {error}") from None
     if report.previous_unreadable:

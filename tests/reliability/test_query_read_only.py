@@ -22,7 +22,7 @@ import pytest
 from alter_pipeline.api import AlterClient
 from alter_pipeline.emulator import RunningEmulator
 from alter_pipeline.lake import Lake
-from alter_pipeline.sync import run_sync
+from alter_pipeline.sync import UnreadableSnapshotError, run_sync
 from alter_pipeline.warehouse import (
     QueryRefused,
     check_read_only,
@@ -157,12 +157,25 @@ def test_a_copied_data_dir_answers_from_itself_once_the_original_is_gone(
     assert result.stdout.splitlines()[1] == "7"
 
 
+def overwrite_lake_orders(data: Path) -> None:
+    for part in (data / "lake" / "orders").glob("*.parquet"):
+        with duckdb.connect(":memory:") as con:  # what `query` allowed before: COPY over it
+            con.execute(f"copy (select 1 as a) to '{part}'")
+
+
+def test_an_incremental_sync_over_an_unreadable_snapshot_says_to_run_a_full_one(
+    emulator: RunningEmulator, synced: Path
+) -> None:
+    overwrite_lake_orders(synced)
+    client = AlterClient(emulator.base_url, emulator.key, emulator.token)
+    with client, pytest.raises(UnreadableSnapshotError, match=r"run `alter-pipeline sync --full`"):
+        run_sync(client, Lake(synced), now=emulator.store.now())
+
+
 def test_a_full_sync_rebuilds_over_a_previous_snapshot_it_cannot_read(
     emulator: RunningEmulator, synced: Path
 ) -> None:
-    for part in (synced / "lake" / "orders").glob("*.parquet"):
-        with duckdb.connect(":memory:") as con:  # what `query` allowed before: COPY over it
-            con.execute(f"copy (select 1 as a) to '{part}'")
+    overwrite_lake_orders(synced)
     with AlterClient(emulator.base_url, emulator.key, emulator.token) as client:
         report = run_sync(client, Lake(synced), full=True, now=emulator.store.now())
     assert report.previous_unreadable
