@@ -138,15 +138,19 @@ def test_a_webhook_url_on_loopback_or_a_private_network_is_still_allowed(
     assert result.exit_code == 0, result.stderr
 
 
-def test_a_dagster_home_on_a_full_disk_is_one_line(tmp_path: Path) -> None:
-    def small_files() -> None:  # writes past 20 kB fail, as on a full disk
-        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
-
+def test_a_dagster_home_on_a_full_disk_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = cli_env(tmp_path, ALTER_API_BASE_URL="http://127.0.0.1:9/public-api/v1")
-    result = subprocess.run(
-        [*CLI, "sync"], env=env, capture_output=True, text=True, preexec_fn=small_files
-    )
-    assert result.returncode == 1
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))  # writes past 20 kB fail
+    try:
+        result = CliRunner().invoke(app, ["sync"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: Dagster's storage in {tmp_path / 'home'} failed: ")
 
