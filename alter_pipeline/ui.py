@@ -76,9 +76,11 @@ def run_ui(*, port: int, emulator_port: int, orders: int) -> None:
     ]  # fmt: skip
     dagster_cmd = [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)]
     with ProcessGroups() as groups:
+        # Both start at once: dagster dev takes longest, and its first schedule tick is a
+        # minute away, by when the emulator answers.
         emulator = groups.start(emulator_cmd, env)
-        wait_until_answers(f"{env['ALTER_API_BASE_URL']}/healthz", emulator, EMULATOR_START_S)
         dagster = groups.start(dagster_cmd, env)
+        wait_until_answers(f"{env['ALTER_API_BASE_URL']}/healthz", emulator, EMULATOR_START_S)
         wait_until_answers(f"http://127.0.0.1:{port}/server_info", dagster, UI_START_S)
         print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the emulator)")
         sys.stdout.flush()
