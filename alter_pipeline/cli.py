@@ -167,6 +167,14 @@ def _print_sync(name: str | None, outcome: Any) -> None:
         f"{orders.get('sync_duration_s', 0)} s with {orders.get('api_requests', 0)} requests "
         f"(run {outcome.run_id}); events: {orders.get('events') or 'none'}"
     )
+    if orders.get("previous_snapshot_unreadable"):
+        console.print(
+            f"the previous snapshot could not be read ({orders['previous_snapshot_unreadable']}):"
+            " the lake was rebuilt, and this sync's change events were computed against nothing",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,  # one line
+        )
     if outcome.failed_checks:
         raise RunFailed(f"failed checks: {', '.join(outcome.failed_checks)}")
 

@@ -132,6 +132,8 @@ def _sync(
         "orders_deleted": report.deleted,
         "orders_changed": report.changed_orders,
     }
+    if report.previous_unreadable:
+        run_figures["previous_snapshot_unreadable"] = report.previous_unreadable
     for table, (_, schema) in SYNC_TABLES.items():
         metadata = table_metadata(snapshot, table, schema) | run_figures
         if table == "orders":

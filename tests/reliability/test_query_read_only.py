@@ -18,8 +18,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from typer.testing import CliRunner
 
 from alter_pipeline.api import AlterClient
+from alter_pipeline.cli import app
 from alter_pipeline.emulator import RunningEmulator
 from alter_pipeline.lake import Lake
 from alter_pipeline.sync import UnreadableSnapshotError, run_sync
@@ -173,12 +175,18 @@ def test_an_incremental_sync_over_an_unreadable_snapshot_says_to_run_a_full_one(
 
 
 def test_a_full_sync_rebuilds_over_a_previous_snapshot_it_cannot_read(
-    emulator: RunningEmulator, synced: Path
+    emulator: RunningEmulator, synced: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     overwrite_lake_orders(synced)
-    with AlterClient(emulator.base_url, emulator.key, emulator.token) as client:
-        report = run_sync(client, Lake(synced), full=True, now=emulator.store.now())
-    assert report.previous_unreadable
+    env = {"ALTER_API_BASE_URL": emulator.base_url, "ALTER_API_KEY": emulator.key,
+           "ALTER_API_TOKEN": emulator.token, "ALTER_DATA_DIR": str(synced),
+           "DAGSTER_HOME": str(synced.parent / "dagster_home")}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["sync", "--full"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stdout.splitlines() if "could not be read" in line]
+    assert len(said) == 1 and "change events were computed against nothing" in said[0]
     result = run_query(synced, "select count(*) from orders", "--format", "csv")
     assert result.stdout.splitlines()[1] == "120", result.stderr
 
