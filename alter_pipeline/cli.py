@@ -7,6 +7,8 @@ Errors print one line and exit 2 (bad input or configuration) or 1 (the run fail
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from enum import StrEnum
@@ -14,6 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from alter_pipeline.config import ConfigError, Settings
@@ -49,10 +52,19 @@ class RunFailed(Exception):
     """The work itself failed: exit code 1."""
 
 
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for Ctrl-C
+INTERRUPTED = "interrupted: nothing was committed, the previous snapshot stays current"
+
+
 def guarded(action: Callable[[], T]) -> T:
     """Run `action`, turning known failures into one line on stderr and an exit code."""
     try:
         return action()
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        errors.print(INTERRUPTED, highlight=False)
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     except (UsageProblem, ConfigError) as problem:
         _fail(problem, 2)
     except RunFailed as failure:
@@ -71,8 +83,23 @@ def _exit_code_for(error: Exception) -> int:
 def _fail(error: Exception, code: int) -> None:
     if _state["debug"]:
         raise error
-    errors.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+    message = escape(_storage_failure(error) or str(error))
+    errors.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(code)
+
+
+def _storage_failure(error: Exception) -> str | None:
+    """One line for a failure of Dagster's own storage (SQLAlchemy prints the SQL statement
+    and a link over a dozen lines); None for any other error."""
+    if not type(error).__module__.startswith("sqlalchemy"):
+        return None
+    cause = getattr(error, "orig", None) or error
+    reason = (str(cause).strip().splitlines() or [""])[0]
+    home = os.environ.get("DAGSTER_HOME", "dagster_home")
+    return (
+        f"Dagster's storage in {home} failed: {type(cause).__name__}: {reason} "
+        "(a full disk? a file it cannot write?)"
+    )
 
 
 @app.callback()
@@ -151,6 +178,14 @@ def _print_sync(name: str | None, outcome: Any) -> None:
             f"status changes found with {check.get('requests', 0)} requests"
         )
         console.print(found + (f"; listed every order: {escalated}" if escalated else ""))
+    if orders.get("previous_snapshot_unreadable"):
+        console.print(
+            f"the previous snapshot could not be read ({orders['previous_snapshot_unreadable']}):"
+            " the lake was rebuilt, and this sync's change events were computed against nothing",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,  # one line
+        )
     if outcome.failed_checks:
         raise RunFailed(f"failed checks: {', '.join(outcome.failed_checks)}")
 
@@ -210,6 +245,8 @@ def _run_job(
     from alter_pipeline.jobs_runner import run_job
 
     outcome = run_job(name, conf, run_config, partition_key=partition)
+    if not outcome.success and (outcome.error or "").startswith("DagsterExecutionInterrupted"):
+        raise KeyboardInterrupt  # Dagster turned Ctrl-C into a failed step
     if not outcome.success:
         raise RunFailed(f"{name} failed: {outcome.error} (run {outcome.run_id})")
     return outcome
@@ -250,45 +287,83 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+# Table output keeps this many rows (rich lays a table out in memory); csv and json stream all.
+TABLE_ROW_LIMIT = 1000
+_FETCH_BATCH = 10_000
+
+
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL over the warehouse views (orders, order_items, ...)."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
 ) -> None:
-    """Run SQL against the DuckDB warehouse and print the result."""
+    """Run read-only SQL against the DuckDB warehouse and print the result (it may read the
+    lake's tables, nothing else: no other files, no writes, no extensions)."""
 
     def run() -> None:
         import duckdb
 
-        from alter_pipeline.warehouse import connect
+        from alter_pipeline.warehouse import QueryRefused, check_read_only, read_only_connection
 
-        with connect(settings().data_dir) as con:
+        try:
+            check_read_only(sql)
+        except QueryRefused as refused:
+            raise UsageProblem(str(refused)) from refused
+        with read_only_connection(settings().data_dir) as con:
             try:
                 cursor = con.execute(sql)
+                columns = [d[0] for d in cursor.description or []]
+                _print_rows(columns, cursor, output)
+            except duckdb.PermissionException as error:
+                raise UsageProblem(
+                    f"query may read only the lake's tables: {str(error).splitlines()[0]}"
+                ) from error
             except duckdb.Error as error:
                 raise UsageProblem(f"SQL error: {str(error).splitlines()[0]}") from error
-            columns = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchall()
-        _print_rows(columns, rows, output)
 
     guarded(run)
 
 
-def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], output: OutputFormat) -> None:
+def _batches(cursor: Any) -> Iterator[list[tuple[Any, ...]]]:
+    while batch := cursor.fetchmany(_FETCH_BATCH):
+        yield batch
+
+
+def _print_rows(columns: list[str], cursor: Any, output: OutputFormat) -> None:
+    """Stream the rows of `cursor` (memory stays flat for csv and json, whatever the size)."""
     if output is OutputFormat.json:
-        records = [dict(zip(columns, row, strict=True)) for row in rows]
-        sys.stdout.write(json.dumps(records, default=str, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write("[")
+        first = True
+        for batch in _batches(cursor):
+            for row in batch:
+                record = dict(zip(columns, row, strict=True))
+                text = json.dumps(record, default=str, ensure_ascii=False, indent=2)
+                sys.stdout.write(("\n" if first else ",\n") + _indent(text))
+                first = False
+        sys.stdout.write("]\n" if first else "\n]\n")
     elif output is OutputFormat.csv:
         import csv
 
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
-        writer.writerows(rows)
+        for batch in _batches(cursor):
+            writer.writerows(batch)
     else:
+        rows = cursor.fetchmany(TABLE_ROW_LIMIT + 1)
         table = Table(*columns, show_lines=False)
-        for row in rows:
+        for row in rows[:TABLE_ROW_LIMIT]:
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
+        if len(rows) > TABLE_ROW_LIMIT:
+            errors.print(
+                f"showing the first {TABLE_ROW_LIMIT} rows; --format csv or json prints all "
+                "(or add a LIMIT)",
+                highlight=False,
+            )
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 # ---- emulator and UI -----------------------------------------------------------------------
@@ -329,9 +404,10 @@ def emulator(
             rate_limit=rate_limit,
             live=live,
             live_rate=live_rate,
+            # `--scopes ''` grants none (a credential without scopes), not the default four.
             **(
                 {"scopes": tuple(s.strip() for s in scopes.split(",") if s.strip())}
-                if scopes
+                if scopes is not None
                 else {}
             ),
         )
@@ -348,16 +424,22 @@ def ui(
 ) -> None:
     """Start the Dagster UI pointed at a live emulator, schedules and sensors running."""
 
-    def run() -> None:
-        from alter_pipeline.ui import run_ui
+    from alter_pipeline.ui import exit_code_on_stop, run_ui
 
+    def run() -> None:
         run_ui(port=port, emulator_port=emulator_port, orders=orders)
 
-    guarded(run)
+    with exit_code_on_stop():
+        guarded(run)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The command is over: a Ctrl-C now would only print a traceback from whatever runs
+        # at interpreter exit (garbage collection, atexit hooks).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

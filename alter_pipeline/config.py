@@ -7,6 +7,7 @@ Real environment variables win over `.env` entries.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -39,6 +40,28 @@ def load_dotenv(path: Path | None = None) -> None:
         os.environ.setdefault(name.strip(), value)
 
 
+ENV_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def env_name_problem(value: str) -> str | None:
+    """Why `value`, given where the NAME of an environment variable belongs (`api_key_env`,
+    `secret_env`, ...), is not one; None if it is. The value is never repeated: a key or secret
+    pasted there must not reach an error message, a log or the Dagster run database.
+
+    A name is letters, digits and '_'; one that mixes lower case with digits is taken for a
+    pasted key (`sk_live_4eC39Hq...`): variable names are upper case by convention, and
+    lower-case ones (`shop_secret`) rarely carry digits.
+    """
+    looks_like_name = ENV_VARIABLE_NAME.fullmatch(value) is not None
+    mixed_with_digits = value != value.upper() and any(c.isdigit() for c in value)
+    if looks_like_name and not mixed_with_digits and not value.startswith("whsec_"):
+        return None
+    return (
+        "looks like a secret, not a variable name: give the NAME of an environment variable "
+        "that holds it (e.g. SHOP_WEBHOOK_SECRET); the value is not shown"
+    )
+
+
 def validate_base_url(url: str, variable: str = "ALTER_API_BASE_URL") -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -49,14 +72,23 @@ def validate_base_url(url: str, variable: str = "ALTER_API_BASE_URL") -> str:
 def data_location(data_dir: str, cache_dir: str | None) -> dict[str, object]:
     """A local data directory, or an object-store URL plus the local mirror that stages it."""
     if "://" not in data_dir:
-        return {"data_dir": Path(data_dir).absolute(), "lake_url": None}
+        return {"data_dir": _directory(data_dir, "ALTER_DATA_DIR"), "lake_url": None}
     scheme = data_dir.split("://", 1)[0]
     if scheme == "file":
-        return {"data_dir": Path(data_dir[len("file://") :]).absolute(), "lake_url": None}
+        local = _directory(data_dir[len("file://") :], "ALTER_DATA_DIR")
+        return {"data_dir": local, "lake_url": None}
     if not data_dir.split("://", 1)[1].strip("/"):
         raise ConfigError(f"ALTER_DATA_DIR must name a bucket, got {data_dir!r}")
-    cache = Path(cache_dir or ".alter-cache").absolute()
+    cache = _directory(cache_dir or ".alter-cache", "ALTER_CACHE_DIR")
     return {"data_dir": cache, "lake_url": data_dir.rstrip("/")}
+
+
+def _directory(value: str, variable: str) -> Path:
+    """`value` as an absolute path that is a directory or does not exist yet."""
+    path = Path(value).absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{variable} names {path}, which is a file, not a directory")
+    return path
 
 
 @dataclass(frozen=True)

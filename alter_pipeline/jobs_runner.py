@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from alter_pipeline.config import Settings
+from alter_pipeline.run_monitoring import fail_dead_runs, run_tags
 
 
 @dataclass
@@ -56,11 +57,16 @@ def run_job(
     defs = build_definitions(configured(settings.storefronts_file))
     job = defs.resolve_job_def(name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}} | (run_config or {})
+    dagster_instance = instance(settings)
+    # No daemon watches the CLI's runs: a run of an earlier command that was killed is marked
+    # failed here (the UI would show it STARTED for ever otherwise).
+    fail_dead_runs(dagster_instance)
     result = job.execute_in_process(
         run_config=config,
-        instance=instance(settings),
+        instance=dagster_instance,
         raise_on_error=False,
         partition_key=partition_key,
+        tags=run_tags(),
     )
     outcome = JobOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:

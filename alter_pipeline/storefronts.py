@@ -34,7 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from alter_pipeline.config import ConfigError, Settings, validate_base_url
+from alter_pipeline import yaml_limits
+from alter_pipeline.config import ConfigError, Settings, env_name_problem, validate_base_url
 from alter_pipeline.contract import DEFAULT_BASE_URL
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -89,7 +90,11 @@ class Storefronts:
 
 def load_storefronts(path: Path) -> Storefronts:
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        text = yaml_limits.read_limited(path).decode("utf-8")
+        yaml_limits.check_limits(text)
+        data = yaml.safe_load(text)
+    except yaml_limits.YamlLimitError as breach:
+        raise StorefrontsError(f"{path}:{breach}") from None
     except yaml.YAMLError as error:
         raise StorefrontsError(f"{path}: not valid YAML: {error}") from None
     return parse_storefronts(data, source=str(path))
@@ -126,11 +131,14 @@ def _entry(raw: object, where: str) -> Storefront:
     where = f"{where} ({name})"
     for key in ("api_key_env", "api_token_env"):
         value = raw.get(key)
-        if not isinstance(value, str) or not ENV_NAME.fullmatch(value):
+        if not isinstance(value, str):
             raise StorefrontsError(
                 f"{where}.{key}: expected the NAME of an environment variable, got "
-                f"{'nothing' if value is None else 'an invalid name'}"
+                f"{'nothing' if value is None else 'something else'}"
             )
+        problem = env_name_problem(value)
+        if problem:
+            raise StorefrontsError(f"{where}.{key}: {problem}")
     base_url = raw.get("base_url") or DEFAULT_BASE_URL
     if not isinstance(base_url, str):
         raise StorefrontsError(f"{where}.base_url: expected an http(s) URL")

@@ -19,6 +19,7 @@ import functools
 import gc
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -50,6 +51,9 @@ PAGE = selfcheck.PAGE
 
 # Extra in-process observers of progress (the CLI's progress bar); Dagster logs it regardless.
 progress_listeners: list[ProgressCallback] = []
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,9 @@ class SyncReport:
     check: CheckFigures = field(default_factory=lambda: CheckFigures())
     # Why an incremental sync listed every order instead (its self-check's finding).
     escalated: str = ""
+    # A full sync whose previous snapshot could not be read (its files overwritten): it
+    # rebuilt the lake, and its change events were computed against nothing.
+    previous_unreadable: str | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -658,9 +665,12 @@ def record_changes(
     emit_initial: bool,
     detected_at: datetime,
     products_listed: bool = True,
+    full: bool = False,
 ) -> None:
     parent = writer.parent
     has_previous = parent is not None and parent.has_table("orders")
+    if has_previous and full and _previous_unreadable(con, parent, writer, report):
+        has_previous = False
     new_orders, new_items = writer.tmp_dir / "orders", writer.tmp_dir / "order_items"
     old = (parent.table_dir("orders"), parent.table_dir("order_items")) if has_previous else None
     had_history = parent is not None and parent.has_table("orders_history")
@@ -695,6 +705,45 @@ def record_changes(
         writer.meta["last_sequence"] = events.column("sequence").to_pylist()[-1]
     for event_type in events.column("event_type").to_pylist():
         report.events[event_type] = report.events.get(event_type, 0) + 1
+
+
+class UnreadableSnapshotError(RuntimeError):
+    """The current snapshot's files cannot be read (overwritten by another tool, say)."""
+
+
+def _require_readable(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> None:
+    """An incremental sync carries the previous snapshot's rows: it needs them readable."""
+    products = parent.table_dir("products") if parent.has_table("products") else None
+    reason = detect.unreadable_reason(
+        con, parent.table_dir("orders"), parent.table_dir("order_items"), products
+    )
+    if reason is not None:
+        raise UnreadableSnapshotError(
+            f"the current snapshot {parent.snapshot_id} cannot be read ({reason}): run "
+            "`alter-pipeline sync --full` to rebuild the lake from the API"
+        )
+
+
+def _previous_unreadable(
+    con: duckdb.DuckDBPyConnection, parent: Snapshot, writer: SnapshotWriter, report: SyncReport
+) -> bool:
+    """A reconcile must be able to rebuild a lake whose current files were overwritten (the
+    diff would fail on every sync for good): it goes on as a first sync would, and says so."""
+    products = parent.table_dir("products") if parent.has_table("products") else None
+    reason = detect.unreadable_reason(
+        con, parent.table_dir("orders"), parent.table_dir("order_items"), products
+    )
+    if reason is None:
+        return False
+    report.previous_unreadable = reason
+    log.warning(
+        "the previous snapshot %s cannot be read (%s): this full sync rebuilds the lake, and its "
+        "change events were computed against nothing (no events for the orders it holds)",
+        parent.snapshot_id,
+        reason,
+    )
+    writer.meta["rebuilt_over_unreadable"] = parent.snapshot_id
+    return True
 
 
 def _renumber_repeats(
@@ -818,6 +867,9 @@ def run_sync(
     with lake.write() as writer, _scratch_db(lake) as con:
         claim_storefront(client, writer, storefront_id)
         incremental = not full and writer.parent is not None and writer.parent.has_table("orders")
+        if incremental:
+            assert writer.parent is not None
+            _require_readable(con, writer.parent)
         report = SyncReport(
             snapshot_id=writer.snapshot_id,
             mode="incremental" if incremental else "full",
@@ -843,7 +895,9 @@ def run_sync(
             rejections_to_batch(report.rejected, started)
         )
         writer.close_tables()
-        record_changes(con, writer, report, emit_initial=emit_initial, detected_at=started)
+        record_changes(
+            con, writer, report, emit_initial=emit_initial, detected_at=started, full=full
+        )
         writer.meta.update(
             meta or {},
             mode=report.mode,

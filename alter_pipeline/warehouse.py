@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,12 +120,24 @@ def connect(data_dir: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnect
     return memory_connection(data_dir)
 
 
+# A Parquet glob quoted in a stored view definition.
+_STORED_PATTERN = re.compile(r"'((?:[^']|'')*\.parquet)'")
+
+
 def _add_missing_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
     """Temporary views for lake tables the file does not know yet (e.g. before the next
-    sync could write them because an analyst held the file)."""
-    known = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    sync could write them because an analyst held the file), and for those whose stored
+    definition reads other files: a data directory that was moved or copied keeps views
+    with the old absolute paths until the next sync rewrites them, and must answer from
+    itself meanwhile (a temporary view shadows the stored one of the same name)."""
+    stored = {
+        name: {m.replace("''", "'") for m in _STORED_PATTERN.findall(sql or "")}
+        for name, sql in con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND NOT temporary"
+        ).fetchall()
+    }
     for table in lake_tables(data_dir):
-        if table not in known:
+        if stored.get(table) != set(table_patterns(data_dir, table)):
             con.execute(
                 view_sql(data_dir, table).replace("CREATE OR REPLACE VIEW", "CREATE TEMP VIEW")
             )
@@ -166,4 +179,62 @@ def object_store_connection(lakes: list[Lake]) -> duckdb.DuckDBPyConnection:
             f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{listed}], '
             f"hive_partitioning = {partitioned}, union_by_name = true)"
         )
+    return con
+
+
+# ---- read-only queries ---------------------------------------------------------------------
+
+# What `alter-pipeline query` runs: statements that only read. SHOW, DESCRIBE and SUMMARIZE
+# are SELECTs to DuckDB; EXPLAIN is allowed when what it explains is (EXPLAIN ANALYZE runs it).
+_READING_STATEMENTS = frozenset({duckdb.StatementType.SELECT})
+_EXPLAIN_PREFIX = re.compile(r"^\s*explain(\s+analy[sz]e)?\b", re.IGNORECASE)
+
+
+class QueryRefused(ValueError):
+    """SQL that `query` does not run: empty, or a statement that does more than read."""
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse `sql` unless every statement in it only reads (checked before anything runs)."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise QueryRefused(f"SQL error: {str(error).splitlines()[0]}") from error
+    if not statements:
+        raise QueryRefused("no SQL statement given")
+    for statement in statements:
+        if statement.type == duckdb.StatementType.EXPLAIN:
+            explained = _EXPLAIN_PREFIX.sub("", statement.query, count=1)
+            check_read_only(explained)
+        elif statement.type not in _READING_STATEMENTS:
+            kind = statement.type.name.replace("_", " ")
+            raise QueryRefused(
+                f"query only reads: a {kind} statement is refused (the warehouse is read-only)"
+            )
+
+
+def allowed_directories(data_dir: Path) -> list[str]:
+    """What a read-only query may read: each storefront's current lake (DuckDB follows the
+    `lake` link, so the current snapshot's files and nothing else under the data dir)."""
+    return [(root.absolute() / "lake").as_posix() + "/" for root in storefront_roots(data_dir)]
+
+
+def read_only_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
+    """`connect`, then locked down for SQL from a person: files outside the lake, extension
+    installs and loads, and any change to these settings are refused by DuckDB itself."""
+    con = connect(data_dir)
+    lakes = published_lakes(data_dir)
+    if lakes:  # each lake's URL prefix in the object store (httpfs and fsspec both obey it)
+        directories = [lake.remote.url.rstrip("/") + "/" for lake in lakes if lake.remote]
+    else:
+        directories = allowed_directories(data_dir)
+    listed = ", ".join(f"'{_quote(d)}'" for d in directories)
+    settings = [
+        f"allowed_directories = [{listed}]",
+        "enable_external_access = false",
+        "autoinstall_known_extensions = false",
+        "autoload_known_extensions = false",
+    ]
+    for setting in [*settings, "lock_configuration = true"]:
+        con.execute(f"SET {setting}")
     return con

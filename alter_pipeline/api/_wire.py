@@ -158,8 +158,24 @@ def server_message(reply: Reply, secrets: Secrets) -> str:
             if isinstance(value, list):  # some frameworks send a list of validation messages
                 value = "; ".join(map(str, value))
             if value:
-                return secrets.scrub(str(value))[: SNIPPET_CHARS * 2]
-    return snippet(reply.body, secrets) or "(empty body)"
+                return _one_line(secrets.scrub(str(value)))[: SNIPPET_CHARS * 2]
+    if is_html(reply) or reply.body.lstrip()[:1] == b"<":
+        # A proxy's or web server's error page: its title (or text) says it, not its markup.
+        page = secrets.scrub(reply.body[: SNIPPET_CHARS * 20].decode("utf-8", "replace"))
+        title = _HTML_TITLE.search(page)
+        text = title.group(1) if title else _HTML_TAG.sub(" ", page)
+        said = _one_line(text)[:SNIPPET_CHARS]
+        return f"an HTML page {said!r} instead of the API's JSON (is the base URL right?)"
+    return _one_line(snippet(reply.body, secrets)) or "(empty body)"
+
+
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]*>")
+
+
+def _one_line(text: str) -> str:
+    """Error messages are one line: a body's newlines and indentation collapse to spaces."""
+    return " ".join(text.split())
 
 
 def _scope_from(reply: Reply, message: str) -> str | None:

@@ -110,9 +110,19 @@ def _sync(
                 storefront_id=storefront_id,
             )
             stats = client.stats.snapshot()
-    except (AlterAPIError, sync.StorefrontMismatchError, sync.ListingMismatchError) as error:
+    except (
+        AlterAPIError,
+        sync.StorefrontMismatchError,
+        sync.ListingMismatchError,
+        sync.UnreadableSnapshotError,
+    ) as error:
         # One line naming the storefront: the partition's failure in the UI says whose and why.
         raise dg.Failure(description=f"{scope.label}: {error}") from None
+    if report.previous_unreadable:
+        context.log.warning(
+            f"the previous snapshot could not be read ({report.previous_unreadable}): the lake "
+            "was rebuilt, and this sync's change events were computed against nothing"
+        )
     snapshot = storefront_lake.get(report.snapshot_id)
     assert snapshot is not None
     run_figures = {
@@ -138,6 +148,8 @@ def _sync(
         "orders_status_changes_found": report.check.status_changes_found,
         "escalated_to_full": report.escalated,
     }
+    if report.previous_unreadable:
+        run_figures["previous_snapshot_unreadable"] = report.previous_unreadable
     for table, (_, schema) in SYNC_TABLES.items():
         metadata = table_metadata(snapshot, table, schema) | run_figures
         if table == "orders":

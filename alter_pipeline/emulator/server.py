@@ -244,7 +244,7 @@ def serve(config: EmulatorConfig) -> None:
             )
         else:
             print("  credentials: the configured key and token", flush=True)
-        print(f"  scopes: {', '.join(config.scopes)}", flush=True)
+        print(f"  scopes: {', '.join(config.scopes) or '(none)'}", flush=True)
 
     server = _Server(_uvicorn_config(app), announce)
     server.run(sockets=[sock])

@@ -72,6 +72,22 @@ def _fingerprint_sql(orders: Path, items: str) -> str:
     """
 
 
+def unreadable_reason(
+    con: duckdb.DuckDBPyConnection, orders: Path, items: Path, products: Path | None
+) -> str | None:
+    """Why the change detection cannot read these tables of a snapshot (files overwritten,
+    columns missing), or None when it can: only planned, nothing is read."""
+    plans = [_fingerprint_sql(orders, _items(items))]
+    if products is not None:
+        plans.append(_product_fingerprint_sql(products))
+    try:
+        for sql in plans:
+            con.execute(f"SELECT * FROM ({sql}) LIMIT 0").fetchall()
+    except duckdb.Error as error:
+        return str(error).splitlines()[0]
+    return None
+
+
 def _state_sql(orders: Path, items: str, ids: str) -> str:
     """The JSON state (order columns plus items) of the orders whose ids `ids` lists."""
     return f"""

@@ -8,13 +8,14 @@ Used where a single order is at hand: the order re-read from the API just before
 
 from __future__ import annotations
 
-import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
+
+import duckdb
 
 from alter_pipeline.lake import schemas
 from alter_pipeline.lake.flatten import order_row
@@ -185,13 +186,33 @@ def _holds(op: str, actual: Any, value: Any) -> bool:
     if op == "contains":
         return value in actual
     if op == "matches":
-        return _regex(value).search(actual) is not None
+        return re2_search(value, actual)
     raise ValueError(f"unknown operator {op!r}")
 
 
-@lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+class _RE2:
+    """Regex search with the semantics `rules check` validated and the warehouse query runs:
+    RE2 (DuckDB's `regexp_matches`), whose time is linear in the text. Python's backtracking
+    `re` would spin for ever on a pattern like `(.+)+X` that RE2 accepts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # one connection, used by one thread at a time
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def search(self, pattern: str, text: str) -> bool:
+        with self._lock:
+            if self._con is None:
+                self._con = duckdb.connect(":memory:")
+            row = self._con.execute("SELECT regexp_matches(?, ?)", [text, pattern]).fetchone()
+        return bool(row and row[0])
+
+
+_re2 = _RE2()
+
+
+def re2_search(pattern: str, text: str) -> bool:
+    """Whether RE2 finds `pattern` anywhere in `text` (as `matches` means in a rule)."""
+    return _re2.search(pattern, text)
 
 
 def describe(compare: model.Compare) -> str:

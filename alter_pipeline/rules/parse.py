@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from alter_pipeline import yaml_limits
 from alter_pipeline.contract import ORDER_STATUSES
 from alter_pipeline.rules import model
 from alter_pipeline.rules.fields import (
@@ -73,10 +74,13 @@ class RulesError(ValueError):
 def load_rules(path: Path) -> model.RuleSet:
     """Parse the rules file at `path`; RulesError (with marks) if it is missing or invalid."""
     try:
-        data = Path(path).read_bytes()
+        data = yaml_limits.read_limited(Path(path))
     except OSError as error:
         reason = error.strerror or str(error)
         raise RulesError([model.Problem(model.Mark(1, 1), reason)], str(path)) from error
+    except yaml_limits.YamlLimitError as breach:
+        problem = model.Problem(model.Mark(breach.line, breach.column), breach.message)
+        raise RulesError([problem], str(path)) from None
     return parse_rules(data.decode("utf-8", errors="replace"), source=str(path), path=Path(path))
 
 
@@ -202,7 +206,12 @@ class _Parser:
 
     def document(self, text: str) -> model.RuleSet | None:
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = yaml_limits.compose(text)
+        except yaml_limits.YamlLimitError as breach:
+            self.problems.append(
+                model.Problem(model.Mark(breach.line, breach.column), breach.message)
+            )
+            return None
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
             where = model.Mark(mark.line + 1, mark.column + 1) if mark else model.Mark(1, 1)
@@ -264,8 +273,9 @@ class _Parser:
                 if rule_id in first_line:
                     line = first_line[rule_id]
                     self.problem(id_node, f"duplicate rule id {rule_id!r} (first at line {line})")
-                    continue
-                first_line[rule_id] = _mark(id_node).line
+                else:
+                    first_line[rule_id] = _mark(id_node).line
+            # A duplicate is still checked: its other mistakes are reported in the same pass.
             rule = self.rule(rule_node, index)
             if rule is not None:
                 self.check_moves(rule, table)
@@ -474,12 +484,8 @@ class _Parser:
             return _BAD
 
     def regex(self, node: yaml.Node, pattern: str) -> Any:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            self.problem(node, f"bad regex {pattern!r}: {error}")
-            return _BAD
-        # The warehouse evaluates regexes with RE2, which lacks look-around and backreferences.
+        # The warehouse and the re-evaluation before each change both run RE2 (no look-around,
+        # no backreferences, never backtracking): checked here with the same engine.
         import duckdb
 
         if self._re2 is None:
@@ -488,7 +494,7 @@ class _Parser:
             self._re2.execute("SELECT regexp_matches('', ?)", [pattern]).fetchone()
         except duckdb.Error as error:
             reason = str(error).split(":", 1)[-1].strip()
-            self.problem(node, f"bad regex {pattern!r} for the warehouse (RE2): {reason}")
+            self.problem(node, f"bad regex {_show(pattern)} for the warehouse (RE2): {reason}")
             return _BAD
         return pattern
 

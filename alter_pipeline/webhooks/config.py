@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from alter_pipeline.config import ConfigError
+from alter_pipeline import yaml_limits
+from alter_pipeline.config import ConfigError, env_name_problem
 from alter_pipeline.events.schema import EVENT_TYPES
 from alter_pipeline.storefronts import NAME as STOREFRONT_NAME
 from alter_pipeline.webhooks.signing import secret_from_env
@@ -36,7 +38,6 @@ MAX_TIMEOUT_S = 60.0
 ENDPOINT_KEYS = ("id", "url", "events", "secret_env", "enabled", "timeout_s", "storefront")
 REQUIRED_KEYS = ("id", "url", "events", "secret_env")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATTERN = re.compile(r"[a-z*][a-z_.*]*")
 
 
@@ -62,6 +63,31 @@ class SubscriptionsError(ConfigError):
         self.problems = [] if isinstance(problems, str) else problems
         text = problems if isinstance(problems, str) else "\n".join(map(str, problems))
         super().__init__(text)
+
+
+# Cloud metadata services answer on these names and on link-local addresses: a webhook sent
+# there would post event payloads to (and expose answers of) the host's credential service.
+_METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+_METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address(a) for a in ("100.100.100.200", "fd00:ec2::254")}
+)
+
+
+def _forbidden_host(hostname: str) -> str | None:
+    """Why deliveries may not go to `hostname` (a link-local or cloud-metadata address)."""
+    name = hostname.lower().rstrip(".")
+    if name in _METADATA_HOSTS:
+        return f"{hostname} is a cloud metadata service, not a webhook endpoint"
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return None  # a DNS name: resolved when delivering
+    if address.is_link_local or address in _METADATA_ADDRESSES:
+        return (
+            f"{hostname} is a link-local or cloud metadata address (169.254.0.0/16, fe80::/10), "
+            "not a webhook endpoint"
+        )
+    return None
 
 
 def event_pattern(pattern: str) -> re.Pattern[str]:
@@ -122,7 +148,12 @@ def load_subscriptions(path: Path | str) -> Subscriptions:
         raise SubscriptionsError(
             f"webhooks file not found: {path} (set ALTER_WEBHOOKS_FILE or create it)"
         )
-    return parse_subscriptions(path.read_text("utf-8"), source=str(path))
+    try:
+        data = yaml_limits.read_limited(path)
+    except yaml_limits.YamlLimitError as breach:
+        problem = Problem(str(path), breach.line, breach.column, "", breach.message)
+        raise SubscriptionsError([problem]) from None
+    return parse_subscriptions(data.decode("utf-8"), source=str(path))
 
 
 def parse_subscriptions(text: str, source: str = "webhooks.yaml") -> Subscriptions:
@@ -148,7 +179,12 @@ class _Parser:
 
     def parse(self, text: str) -> list[Endpoint]:
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = yaml_limits.compose(text)
+        except yaml_limits.YamlLimitError as breach:
+            self.problems.append(
+                Problem(self.source, breach.line, breach.column, "", breach.message)
+            )
+            return []
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
             line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -259,6 +295,8 @@ class _Parser:
         elif parts.username or parts.password:
             # Credentials in URLs end up in logs; the signature authenticates deliveries.
             self.problem(node, path, "credentials in the URL are not allowed")
+        elif reason := _forbidden_host(parts.hostname):
+            self.problem(node, path, reason)
         return value
 
     def events(self, node: yaml.Node | None, path: str) -> tuple[str, ...]:
@@ -290,11 +328,10 @@ class _Parser:
         value = self.string(node, path)
         if value is None:
             return None
-        if value.startswith("whsec_"):
-            # Someone pasted the secret itself: say so without repeating it.
-            self.problem(node, path, "give the NAME of an environment variable, not the secret")
-        elif not _ENV_NAME.fullmatch(value):
-            self.problem(node, path, "not a valid environment variable name")
+        problem = env_name_problem(value)
+        if problem:  # perhaps the secret itself, pasted: never repeated
+            self.problem(node, path, problem)
+            return None
         return value
 
     def enabled(self, node: yaml.Node | None, path: str) -> bool:

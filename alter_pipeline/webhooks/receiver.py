@@ -1,9 +1,19 @@
 """A local webhook receiver: verifies Standard Webhooks signatures, prints one line per event.
 
-It is what a shop's backend would do, in thirty lines, and it doubles as the test and demo
-double: `run_receiver()` serves it from a background thread on a real loopback socket, keeps
-every verified request in memory and lets a `behaviour` script the answers (fail, be slow,
-ask to retry later, say 410 Gone).
+It is what a shop's backend should do, and the pattern to copy:
+
+1. refuse a body over a size limit with 413 before reading it (Content-Length), or as soon as
+   a streamed body passes the limit, so memory stays bounded whatever a sender posts;
+2. verify the signature over the raw bytes (400 `invalid signature: ...`), then parse the JSON
+   (400 `bad JSON: ...`: the sender is genuine but its body is broken; say which);
+3. de-duplicate on `webhook-id`: an id already processed gets a 2xx and no second processing
+   (deliveries are at least once); only a 2xx answer marks an id processed, so a failure is
+   retried; the ids remembered are bounded (the newest `MAX_REMEMBERED_IDS`).
+
+It doubles as the test and demo double: `run_receiver()` serves it from a background thread on
+a real loopback socket, keeps every verified request in memory (`keep_history`) and lets a
+`behaviour` script the answers (fail, be slow, ask to retry later, say 410 Gone).
+`alter-pipeline webhooks listen` keeps no history.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import json
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +41,10 @@ from starlette.routing import Route
 
 from alter_pipeline.webhooks.signing import iso_utc
 
+# Standard Webhooks payloads are small (one event); 1 MiB leaves room for large orders.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_REMEMBERED_IDS = 100_000
+
 
 @dataclass(frozen=True)
 class Received:
@@ -43,6 +58,7 @@ class Received:
     headers: dict[str, str] = field(repr=False)
     path: str = "/"
     status: int | None = None
+    duplicate: bool = False  # an id already processed: answered 204, not processed again
 
     @property
     def accepted(self) -> bool:
@@ -85,27 +101,34 @@ class Receiver:
         secret: str,
         behaviour: Behaviour | None = None,
         on_line: Callable[[str], None] | None = None,
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        keep_history: bool = True,
     ) -> None:
         self._webhook = Webhook(secret)
         self.behaviour = behaviour
         self.on_line = on_line
+        self.max_body_bytes = max_body_bytes
+        self.keep_history = keep_history
         self.received: list[Received] = []
         self.rejected: list[str] = []
+        self.processed_ids: OrderedDict[str, None] = OrderedDict()
         self.url = ""
         self._changed = threading.Condition()
         self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
 
     async def handle(self, request: Request) -> Response:
-        body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        webhook_id = headers.get("webhook-id", "?")
+        body = await self._read_body(request)
+        if body is None:
+            return self._reject(webhook_id, 413, f"body larger than {self.max_body_bytes} bytes")
         try:
             message = self._webhook.verify(body, headers)
-        except (WebhookVerificationError, ValueError, UnicodeDecodeError) as error:
-            reason = str(error) or type(error).__name__
-            self._remember(rejected=f"{headers.get('webhook-id', '?')}: {reason}")
-            if self.on_line:
-                self.on_line(f"rejected {headers.get('webhook-id', '?')}: {reason}")
-            return PlainTextResponse(f"invalid signature: {reason}", status_code=400)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:  # signed, then unparsable
+            return self._reject(webhook_id, 400, f"bad JSON: {error}", prefix="")
+        except (WebhookVerificationError, ValueError) as error:
+            return self._reject(webhook_id, 400, str(error) or type(error).__name__)
         incoming = Received(
             webhook_id=headers["webhook-id"],
             timestamp=int(float(headers["webhook-timestamp"])),
@@ -115,8 +138,16 @@ class Receiver:
             headers=headers,
             path=request.url.path,
         )
+        if self._already_processed(incoming.webhook_id):
+            event = dataclasses.replace(incoming, status=204, duplicate=True)
+            self._remember(received=event)
+            if self.on_line:
+                self.on_line(f"duplicate {incoming.webhook_id}: already processed, answered 204")
+            return Response(status_code=204)
         reply = self.behaviour(incoming) if self.behaviour else Reply()
         event = dataclasses.replace(incoming, status=reply.status)
+        if event.accepted:
+            self._mark_processed(event.webhook_id)
         self._remember(received=event)
         if self.on_line:
             self.on_line(describe(event))
@@ -124,11 +155,44 @@ class Receiver:
             await asyncio.sleep(reply.delay_s)
         return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
+    async def _read_body(self, request: Request) -> bytes | None:
+        """The body, or None once it is known to pass the limit (read no further)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _reject(
+        self, webhook_id: str, status: int, reason: str, prefix: str = "invalid signature: "
+    ) -> Response:
+        reason = " ".join(reason.split())[:200]
+        self._remember(rejected=f"{webhook_id}: {reason}")
+        if self.on_line:
+            self.on_line(f"rejected {webhook_id}: {reason}")
+        text = reason if status == 413 else f"{prefix}{reason}"
+        return PlainTextResponse(text, status_code=status)
+
+    def _already_processed(self, webhook_id: str) -> bool:
+        with self._changed:
+            return webhook_id in self.processed_ids
+
+    def _mark_processed(self, webhook_id: str) -> None:
+        with self._changed:
+            self.processed_ids[webhook_id] = None
+            while len(self.processed_ids) > MAX_REMEMBERED_IDS:
+                self.processed_ids.popitem(last=False)
+
     def _remember(self, received: Received | None = None, rejected: str | None = None) -> None:
         with self._changed:
-            if received is not None:
+            if self.keep_history and received is not None:
                 self.received.append(received)
-            if rejected is not None:
+            if self.keep_history and rejected is not None:
                 self.rejected.append(rejected)
             self._changed.notify_all()
 
@@ -215,7 +279,7 @@ def serve(
 ) -> None:
     """Serve in the foreground until interrupted (Ctrl-C): `alter-pipeline webhooks listen`.
     `on_listening` gets the URL once the socket is bound (port 0 picks a free one)."""
-    receiver = Receiver(secret, on_line=on_line)
+    receiver = Receiver(secret, on_line=on_line, keep_history=False)
     sock = _bind(host, port)
     if on_listening is not None:
         on_listening(_url(sock))

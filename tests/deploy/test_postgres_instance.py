@@ -95,7 +95,7 @@ def test_both_instances_share_telemetry_and_run_queue_limits(tmp_path):
     postgres = yaml.safe_load((HOME / "dagster.postgres.yaml").read_text())
     assert "storage" not in sqlite  # Dagster's SQLite default
     assert set(postgres["storage"]) == {"postgres"}
-    for key in ("telemetry", "run_coordinator"):
+    for key in ("telemetry", "run_coordinator", "run_launcher", "run_monitoring"):
         assert sqlite[key] == postgres[key], key
     assert sqlite["telemetry"] == {"enabled": False}
     # Loaded by Dagster itself (a copy, so nothing is written into the repository).
@@ -107,6 +107,8 @@ def test_both_instances_share_telemetry_and_run_queue_limits(tmp_path):
     assert queue.tag_concurrency_limits == [
         {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
     ]
+    assert instance.run_monitoring_enabled
+    assert instance.run_launcher.supports_check_run_worker_health
 
 
 def test_the_password_is_read_from_the_environment_only(tmp_path, monkeypatch):

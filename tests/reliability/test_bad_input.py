@@ -135,7 +135,7 @@ MISTAKES = [
     Mistake("sql-unknown-column", ("query", "select nope from orders"),
             r"error: SQL error: .*nope"),
     Mistake("sql-bad-cast", ("query", "select 'abc'::integer"), r"error: SQL error: .*abc"),
-    Mistake("sql-write-refused", ("query", "drop view orders"), r"error: SQL error: "),
+    Mistake("sql-write-refused", ("query", "drop view orders"), r"error: query only reads"),
 ]  # fmt: skip
 
 BASE_ENV = {

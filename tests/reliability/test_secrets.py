@@ -31,7 +31,7 @@ from reliability_helpers import RULES, leaks_in_files, leaks_in_text, needles
 from typer.testing import CliRunner
 
 from alter_pipeline.cli import app
-from alter_pipeline.config import Settings
+from alter_pipeline.config import Settings, env_name_problem
 from alter_pipeline.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from alter_pipeline.emulator.__main__ import parse_args
 from alter_pipeline.emulator.app import ROUTES
@@ -74,19 +74,23 @@ def test_no_secret_leaks_from_a_demo_like_flow(
         outcomes = [
             run_job("sync_job", settings, _sync(full=True, emit_initial=True)),
             run_job("deliver_webhooks_job", settings),
+            run_job("analytics_job", settings),
         ]
         assert all(o.success for o in outcomes), [o.error for o in outcomes]
         cli = CliRunner().invoke(app, ["auth", "check"])
         emulator.set_faults([RevokedFault()])
         failed = run_job("apply_rules_job", settings, _rules(emulator))
+        failed_sync = run_job("sync_job", settings, _sync(full=False))
         denied = CliRunner().invoke(app, ["auth", "check"])
     assert not failed.success and "authentication failed" in (failed.error or "")
+    assert not failed_sync.success and "authentication failed" in (failed_sync.error or "")
     assert denied.exit_code == 1 and "authentication failed" in denied.stderr
     secret = needles(*credentials.values())
     assert leaks_in_files([tmp_path], secret) == []
     texts = [r.getMessage() for r in caplog.records] + [str(r.exc_info) for r in caplog.records]
     texts += [*capfd.readouterr(), cli.output, denied.output, failed.error or ""]
-    texts += [repr(o.metadata) for o in [*outcomes, failed]]
+    texts += [failed_sync.error or ""]
+    texts += [repr(o.metadata) for o in [*outcomes, failed, failed_sync]]
     texts += _received_texts(receiver)
     assert receiver.accepted(), "the flow delivered no webhook: nothing was scanned there"
     assert leaks_in_text(texts, secret) == []
@@ -214,3 +218,64 @@ def test_the_stats_route_is_emulator_only_and_outside_the_api_path(
     assert httpx.get(emulator.root_url + "/__emulator/stats").status_code == 200
     assert not any(p.startswith("/__emulator") for _, p, *_ in ROUTES)
     assert emulator.base_url.endswith(BASE_PATH)
+
+
+# ---- *_env settings holding the secret itself ---------------------------------------------------
+
+PASTED_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+@pytest.mark.parametrize(
+    ("file_name", "content", "command"),
+    [
+        (
+            "storefronts.yaml",
+            f"storefronts:\n  - name: berlin\n    api_key_env: {PASTED_KEY}\n"
+            "    api_token_env: BERLIN_TOKEN\n",
+            ["sync"],
+        ),
+        (
+            "webhooks.yaml",
+            "endpoints:\n  - id: shop\n    url: http://127.0.0.1:9/hooks\n"
+            f"    events: ['*']\n    secret_env: {PASTED_KEY}\n",
+            ["webhooks", "check", "webhooks.yaml"],
+        ),
+    ],
+    ids=["storefronts-api-key-env", "webhooks-secret-env"],
+)
+def test_a_secret_pasted_where_a_variable_name_belongs_is_refused_unshown(
+    tmp_path: Path, file_name: str, content: str, command: list[str]
+) -> None:
+    (tmp_path / file_name).write_text(content)
+    env = dict(
+        os.environ,
+        ALTER_STOREFRONTS_FILE=str(tmp_path / "storefronts.yaml"),
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+        ALTER_DATA_DIR=str(tmp_path / "data"),
+    )
+    (tmp_path / "dagster_home").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "alter_pipeline.cli", *command],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "looks like a secret, not a variable name" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # the problem (and a count line)
+    secret = needles(PASTED_KEY)
+    assert leaks_in_text([result.stdout, result.stderr], secret) == []
+    assert leaks_in_files([tmp_path / "dagster_home", tmp_path / "data"], secret) == []
+
+
+@pytest.mark.parametrize(
+    "value", ["BERLIN_ALTER_API_KEY", "shop_webhook_secret", "_X", "API_KEY_2"]
+)
+def test_variable_names_are_accepted(value: str) -> None:
+    assert env_name_problem(value) is None
+
+
+@pytest.mark.parametrize(
+    "value", [PASTED_KEY, "whsec_" + "A" * 44, "demo-key-alter-emulator", "a b", "ab12cd34"]
+)
+def test_values_that_are_not_variable_names_are_refused(value: str) -> None:
+    problem = env_name_problem(value)
+    assert problem is not None and value not in problem
