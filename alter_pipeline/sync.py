@@ -172,8 +172,6 @@ def check_full_listing(
     result = SelfCheck(client, report.check).converge(held, confirm=confirm)
     if result.path == "unresolved":
         raise ListingMismatchError(result.reason)
-    if result.path == "skipped":
-        return
     report.check.ghosts_dropped = len(result.deleted & listed)
     report.orders.api_total = result.total
     if result.deleted or result.new_rows:
@@ -364,7 +362,7 @@ class SelfCheck:
         assert confirm is not None
         budget = self._budget or selfcheck.listing_cost(len(held))
         result = selfcheck.converge(
-            held, self.newest, self.listing(), confirm, budget=budget, escalate=bool(updates)
+            held, self.newest, self.listing(), confirm, budget=budget, escalate=updates is not None
         )
         if updates is not None:
             # Rows found new in one round may have been found deleted in a later one.
