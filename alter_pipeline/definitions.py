@@ -6,9 +6,14 @@ storefront name; without one, the deployment has a single storefront and no part
 
 import dagster as dg
 
-from alter_pipeline.assets.analytics import build_analytics
+from alter_pipeline.assets.analytics import analytics, dbt_resource
 from alter_pipeline.assets.checks import asset_checks
-from alter_pipeline.assets.jobs import analytics_job, build_schedules, sync_job
+from alter_pipeline.assets.jobs import (
+    analytics_job,
+    build_analytics_automation,
+    build_schedules,
+    sync_job,
+)
 from alter_pipeline.assets.rules import apply_rules_job, build_status_transitions, make_rules_sensor
 from alter_pipeline.assets.scope import configured_storefronts, storefront_partitions
 from alter_pipeline.assets.sensors import events_sensor
@@ -27,7 +32,7 @@ def build_resources(storefronts: Storefronts | None = None) -> dict[str, dg.Conf
         # Each partition reads its own key and token from the variables storefronts.yaml
         # names; ALTER_API_KEY/TOKEN are not needed (nor read).
         api = AlterApiResource(api_key="", api_token="")
-    return {"alter_api": api, "lake": LakeResource()}
+    return {"alter_api": api, "lake": LakeResource(), "dbt": dbt_resource()}
 
 
 def build_definitions(
@@ -39,7 +44,8 @@ def build_definitions(
         assets=[
             build_alter_sync(partitions),
             build_warehouse_views(partitions),
-            build_analytics(partitions),
+            # dbt models over every storefront (storefront_id in each): not partitioned
+            analytics,
             build_status_transitions(partitions),
         ],
         asset_checks=asset_checks,
@@ -53,6 +59,7 @@ def build_definitions(
                 storefronts,
             ),
             make_rules_sensor(storefronts=storefronts),
+            build_analytics_automation(),
         ],
         resources=resources or build_resources(storefronts),
     )

@@ -5,7 +5,8 @@ alter_pipeline/storefronts.py; one root, the data directory, without storefronts
 is a symlink swapped atomically by each sync, so the view definitions never change when data
 changes, only when a table or a storefront appears. A sync therefore needs to write
 `warehouse.duckdb` only when the set of tables changes, and skips that (with a warning) if an
-analyst holds the file open, instead of failing.
+analyst holds the file open, instead of failing. The dashboard models dbt builds
+(alter_pipeline/analytics.py) are views of the same kind over `analytics/<model>.parquet`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pandas as pd
 
 from alter_pipeline.lake.locate import published_lakes
 from alter_pipeline.lake.snapshot import Lake
@@ -25,6 +28,8 @@ from alter_pipeline.storefronts import ROOT_PREFIX, storefront_roots
 log = logging.getLogger(__name__)
 
 WAREHOUSE_FILE = "warehouse.duckdb"
+# dbt's dashboard models: one Parquet file each (alter_pipeline/analytics.py)
+ANALYTICS_DIR = "analytics"
 # Tables whose files sit in hive partitions (e.g. order_events/date=2026-11-26/part-*.parquet).
 PARTITIONED_TABLES = frozenset({"order_events", "status_transitions"})
 
@@ -53,6 +58,24 @@ def table_patterns(data_dir: Path, table: str) -> list[str]:
     ]
 
 
+def analytics_models(data_dir: Path) -> dict[str, Path]:
+    """The dashboard models dbt has written, by name."""
+    folder = data_dir / ANALYTICS_DIR
+    return {p.stem: p for p in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
+
+
+def view_statements(data_dir: Path) -> dict[str, str]:
+    """The warehouse's views by name: every lake table, then every dashboard model (a model
+    wins over a lake table of the same name, which older versions wrote into the lake)."""
+    views = {table: view_sql(data_dir, table) for table in lake_tables(data_dir)}
+    for model, path in analytics_models(data_dir).items():
+        views[model] = (
+            f'CREATE OR REPLACE VIEW "{model}" AS SELECT * FROM '
+            f"read_parquet('{_quote(path.absolute().as_posix())}')"
+        )
+    return views
+
+
 def _has_files(folder: Path) -> bool:
     return folder.is_dir() and any(folder.rglob("*.parquet"))
 
@@ -78,8 +101,8 @@ def ensure_views(data_dir: Path) -> ViewSync:
     DuckDB client opens the file; refreshing every storefront's mirror after each sync would
     download all of them): `connect` is what reads the store's current snapshots."""
     data_dir = _deployment_dir(data_dir)
-    tables = lake_tables(data_dir)
-    statements = [view_sql(data_dir, t) for t in tables]
+    views = view_statements(data_dir)
+    tables, statements = sorted(views), [views[name] for name in sorted(views)]
     digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
     stamp = data_dir / ".warehouse-views.json"
     if stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest:
@@ -123,17 +146,15 @@ def _add_missing_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
     """Temporary views for lake tables the file does not know yet (e.g. before the next
     sync could write them because an analyst held the file)."""
     known = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
-    for table in lake_tables(data_dir):
-        if table not in known:
-            con.execute(
-                view_sql(data_dir, table).replace("CREATE OR REPLACE VIEW", "CREATE TEMP VIEW")
-            )
+    for name, sql in view_statements(data_dir).items():
+        if name not in known:
+            con.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE TEMP VIEW"))
 
 
 def memory_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
-    for table in lake_tables(data_dir):
-        con.execute(view_sql(data_dir, table))
+    for sql in view_statements(data_dir).values():
+        con.execute(sql)
     return con
 
 
@@ -167,3 +188,39 @@ def object_store_connection(lakes: list[Lake]) -> duckdb.DuckDBPyConnection:
             f"hive_partitioning = {partitioned}, union_by_name = true)"
         )
     return con
+
+
+# ---- DataFrames for notebooks and scripts ------------------------------------------------------
+
+
+def query(sql: str, params: Any = None, *, data_dir: Path | str | None = None) -> pd.DataFrame:
+    """The result of `sql` over the warehouse views as a pandas DataFrame.
+
+        from alter_pipeline import warehouse
+        df = warehouse.query("select day, revenue from revenue_daily order by day desc")
+
+    Reads the warehouse read-only (an open DuckDB CLI or a running sync does not get in the
+    way); `data_dir` defaults to $ALTER_DATA_DIR. dtypes come from Arrow: money (DECIMAL) is
+    `object` holding exact `decimal.Decimal`s, integers `int64` (`float64` where a column has
+    NULLs), timestamps `datetime64[us]` in UTC, dates `object` holding `datetime.date`s, text
+    pandas' `str`. `df["revenue"].astype(float)` converts money for plotting.
+    """
+    with connect(_data_dir(data_dir)) as con:
+        return con.sql(sql, params=params).to_arrow_table().to_pandas()
+
+
+def table(name: str, *, data_dir: Path | str | None = None) -> pd.DataFrame:
+    """A whole warehouse view (`orders`, `revenue_daily`, ...) as a DataFrame."""
+    folder = _data_dir(data_dir)
+    known = set(view_statements(_deployment_dir(folder)))
+    if name not in known:
+        raise KeyError(f"no table {name!r} in the warehouse; there are: {', '.join(sorted(known))}")
+    return query(f'SELECT * FROM "{name}"', data_dir=folder)
+
+
+def _data_dir(data_dir: Path | str | None) -> Path:
+    if data_dir is not None:
+        return Path(data_dir)
+    from alter_pipeline.config import Settings
+
+    return Settings.from_env().data_dir

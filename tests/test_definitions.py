@@ -11,7 +11,11 @@ def test_definitions_load_with_every_job_schedule_and_sensor():
         "reconcile_schedule",
         "analytics_schedule",
     }
-    assert {s.name for s in defs.sensors} == {"order_events_sensor", "rules_sensor"}
+    assert {s.name for s in defs.sensors} == {
+        "order_events_sensor",
+        "rules_sensor",
+        "analytics_automation_sensor",
+    }
 
 
 def test_every_asset_has_a_description_and_a_group():

@@ -3,6 +3,7 @@
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -54,3 +55,18 @@ def table_metadata(snapshot: Snapshot, table: str, schema: pa.Schema) -> dict[st
         "snapshot_id": snapshot.snapshot_id,
         "path": dg.MetadataValue.path(str(snapshot.table_dir(table))),
     }
+
+
+def content_version(snapshot: Snapshot, table: str) -> dg.DataVersion:
+    """A fingerprint of the table's rows, independent of their order and of which snapshot
+    holds them: equal after a sync that changed nothing, so the models downstream are neither
+    stale in the UI nor refreshed (their automation condition watches data versions)."""
+    files = snapshot.table_dir(table)
+    if not any(files.rglob("*.parquet")):
+        return dg.DataVersion("empty")
+    pattern = (files / "**" / "*.parquet").as_posix().replace("'", "''")
+    with duckdb.connect(":memory:") as con:
+        row = con.execute(
+            f"SELECT count(*), sum(hash(t)::HUGEINT)::VARCHAR FROM read_parquet('{pattern}') t"
+        ).fetchall()[0]
+    return dg.DataVersion(f"{row[0]}-{row[1]}")

@@ -169,23 +169,6 @@ print(con.execute("select count(*) from orders").fetchone()[0], flush=True)
 """
 
 
-def test_analytics_tables_answer_from_the_synced_data(
-    emulator, run_sync_job, run_analytics, tmp_path
-):
-    run_sync_job(emulator, full=True)
-    run_analytics(emulator)
-    sold = [
-        o
-        for o in emulator.store.orders_list()
-        if o["orderStatus"] in ("processing", "paid", "completed")
-    ]
-    with connect(tmp_path) as con:
-        revenue = con.execute("select sum(revenue) from revenue_daily").fetchone()[0]
-        funnel = dict(con.execute("select status, orders from order_status_funnel").fetchall())
-    assert revenue == sum(Decimal(o["totalPrice"]["value"]) for o in sold)
-    assert sum(funnel.values()) == emulator.store.order_count()
-
-
 def test_two_syncs_at_once_are_serialised_and_both_commit(emulator, tmp_path):
     import threading
 
