@@ -263,14 +263,18 @@ def query(
         if output is OutputFormat.parquet and output_file is None:
             raise UsageProblem("--format parquet needs --output FILE")
         with connect(settings().data_dir) as con:
+            if output is OutputFormat.parquet:
+                assert output_file is not None
+                try:
+                    result = con.sql(sql).to_arrow_table()
+                except duckdb.Error as error:
+                    raise UsageProblem(f"SQL error: {str(error).splitlines()[0]}") from error
+                _write_parquet(result, output_file)
+                return
             try:
                 cursor = con.execute(sql)
             except duckdb.Error as error:
                 raise UsageProblem(f"SQL error: {str(error).splitlines()[0]}") from error
-            if output is OutputFormat.parquet:
-                assert output_file is not None
-                _write_parquet(cursor.fetch_arrow_table(), output_file)
-                return
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall()
         if output_file is None:

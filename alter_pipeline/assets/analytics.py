@@ -46,15 +46,20 @@ dbt_project.prepare_if_dev()
 if not dbt_project.manifest_path.is_file():
     parse_project(dbt_project.project_dir)
 
-# Refresh when a lake table a model reads holds different data (the sync's data version), or
-# when a model upstream is refreshed in the same tick; never while a dep or itself is running.
+# Build a model when it is new; refresh it when a lake table it reads holds different data
+# (the sync's content data version: an unchanged sync keeps it) or when a model upstream is
+# refreshed in the same tick; never while a dep or the model itself is running.
 REFRESH_ON_CHANGE = (
-    dg.AutomationCondition.any_deps_match(
-        dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
+    (
+        dg.AutomationCondition.newly_missing()
+        | dg.AutomationCondition.any_deps_match(
+            dg.AutomationCondition.data_version_changed()
+            | dg.AutomationCondition.will_be_requested()
+        )
     ).since(dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated())
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-).with_label("refresh after a sync changed the data")
+).with_label("build when new, refresh after a sync changed the data")
 
 
 class AnalyticsTranslator(DagsterDbtTranslator):

@@ -6,9 +6,12 @@ One sync and one `dbt build` (module fixture) serve most tests: dbt invocations 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from datetime import date
 from decimal import Decimal
+from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,7 +30,8 @@ from alter_pipeline.warehouse import WAREHOUSE_FILE, connect
 
 # The dashboard SQL before the dbt project (alter_pipeline/assets/analytics.py, one storefront):
 # the models must give the same rows, in the same order.
-SOLD = "('processing', 'paid', 'completed')"
+SOLD_STATUSES = ("processing", "paid", "completed")
+SOLD = str(SOLD_STATUSES)
 SOLD_ITEMS = f"""SELECT i.* FROM order_items i JOIN orders o USING (order_id)
                  WHERE o.status IN {SOLD}"""
 
@@ -94,8 +98,9 @@ def sync(emulator: Any, data_dir: Path, instance: dg.DagsterInstance, **config: 
 
 @pytest.fixture(scope="module")
 def built(_emulator_server, tmp_path_factory) -> SimpleNamespace:
-    """The small store synced and every dbt model built, in a data dir of this module (dbt's
-    profile takes the directory from the run, never ./data)."""
+    """The small store synced, then every dbt model built while an analyst holds
+    warehouse.duckdb open, in a data dir of this module (dbt's profile takes the directory
+    from the run, never ./data)."""
     emulator = _emulator_server[0]
     emulator.reset()
     data_dir = tmp_path_factory.mktemp("analytics")
@@ -103,8 +108,36 @@ def built(_emulator_server, tmp_path_factory) -> SimpleNamespace:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("ALTER_DATA_DIR", str(data_dir))
         sync(emulator, data_dir, instance, full=True)
-        result = refresh(emulator, data_dir, instance)
-    return SimpleNamespace(emulator=emulator, data_dir=data_dir, instance=instance, run=result)
+        analyst = subprocess.Popen(
+            [sys.executable, "-c", ANALYST, str(data_dir / WAREHOUSE_FILE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert analyst.stdout.readline().strip() == "holding"
+            result = refresh(emulator, data_dir, instance)
+            analyst.stdin.write(f"{model_file(data_dir, 'revenue_daily')}\n")
+            analyst.stdin.flush()
+            seen = int(analyst.stdout.readline())
+        finally:
+            analyst.stdin.close()
+            analyst.wait(10)
+    # the store as synced (other tests reset or change the shared emulator)
+    orders = emulator.store.orders_list()
+    return SimpleNamespace(data_dir=data_dir, orders=orders, run=result, analyst_saw=seen)
+
+
+# Holds the warehouse open read-write, as the DuckDB CLI does, during the refresh; then reads
+# the refreshed model in the same session.
+ANALYST = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("select count(*) from orders").fetchall()
+print("holding", flush=True)
+model = sys.stdin.readline().strip()
+print(con.execute("select sum(orders) from read_parquet(?)", [model]).fetchall()[0][0], flush=True)
+"""
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
@@ -123,11 +156,7 @@ def test_dbt_models_give_the_same_rows_as_the_sql_they_replaced(built):
 
 
 def test_revenue_matches_the_emulators_sold_orders_exactly(built):
-    sold = [
-        o
-        for o in built.emulator.store.orders_list()
-        if o["orderStatus"] in ("processing", "paid", "completed")
-    ]
+    sold = [o for o in built.orders if o["orderStatus"] in ("processing", "paid", "completed")]
     with connect(built.data_dir) as con:
         revenue = con.execute("SELECT sum(revenue) FROM revenue_daily").fetchone()[0]
         storefronts = _rows(con, "SELECT DISTINCT storefront_id FROM revenue_daily")
@@ -144,7 +173,7 @@ def test_dbt_tests_are_reported_as_passing_asset_checks(built):
             "stg_orders",
             "accepted_values_stg_orders_status__shopping_cart__editable__processing__paid__completed__cancelled",
         )
-    ]  # noqa: E501
+    ]
     assert any(name.startswith("relationships_stg_order_items") for _, name in checks)
     assert len(checks) >= 20
     assert all(checks.values()), [k for k, ok in checks.items() if not ok]
@@ -162,30 +191,121 @@ def test_a_failing_dbt_test_is_a_failed_asset_check(emulator, tmp_path):
     assert not result.success  # an error-severity test stops the models downstream
 
 
-ANALYST = """
-import sys, duckdb
-con = duckdb.connect(sys.argv[1])  # read-write, as the DuckDB CLI opens it
-print(con.execute("select sum(orders) from revenue_daily").fetchone()[0], flush=True)
-sys.stdin.readline()
-print(con.execute("select sum(orders) from revenue_daily").fetchone()[0], flush=True)
-"""
+def test_a_refresh_succeeds_while_an_analyst_holds_the_warehouse_open(built):
+    assert built.run.success  # the refresh ran while the analyst held warehouse.duckdb
+    sold = [o for o in built.orders if o["orderStatus"] in SOLD_STATUSES]
+    assert built.analyst_saw == len(sold)  # ... whose session reads the new figures
+    with connect(built.data_dir) as con:  # and, once released, the warehouse has the models
+        assert con.execute("SELECT sum(orders) FROM revenue_daily").fetchall()[0][0] == len(sold)
 
 
-def test_a_refresh_succeeds_while_an_analyst_holds_the_warehouse_open(built, emulator):
-    analyst = subprocess.Popen(
-        [sys.executable, "-c", ANALYST, str(built.data_dir / WAREHOUSE_FILE)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+def _requested(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: Any) -> tuple[set, Any]:
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    keys = {r.key.to_user_string() for r in result.results if r.true_subset.size}
+    return keys, result.cursor
+
+
+def test_a_sync_that_changed_data_requests_a_refresh_and_an_unchanged_one_does_not(
+    emulator, tmp_path
+):
+    instance = dg.DagsterInstance.ephemeral()
+    defs = dg.Definitions(
+        assets=[alter_sync, warehouse_views, analytics],
+        resources={**resources_for(emulator, tmp_path), "dbt": dbt_resource()},
     )
-    try:
-        before = int(analyst.stdout.readline())
-        emulator.store.create_order(status="paid")
-        sync(emulator, built.data_dir, built.instance, full=True)
-        assert refresh(emulator, built.data_dir, built.instance).success
-        analyst.stdin.write("\n")
-        analyst.stdin.flush()
-        assert int(analyst.stdout.readline()) == before + 1  # same session, new figures
-    finally:
-        analyst.stdin.close()
-        analyst.wait(10)
+    sync(emulator, tmp_path, instance, full=True)
+    first, cursor = _requested(defs, instance, None)
+    assert "revenue_daily" in first and "stg_orders" in first  # never built: build them
+    sync(emulator, tmp_path, instance)  # incremental, nothing changed in the store
+    unchanged, cursor = _requested(defs, instance, cursor)
+    emulator.store.create_order(status="paid")
+    sync(emulator, tmp_path, instance)
+    changed, _ = _requested(defs, instance, cursor)
+    assert unchanged == set()
+    assert {"stg_orders", "stg_order_items", "revenue_daily", "top_products"} <= changed
+    assert "stg_products" not in changed  # the products the sync re-read are the same
+
+
+# ---- DataFrames, hand-offs and the report (over the module's build) ---------------------------
+
+
+def test_warehouse_query_returns_the_documented_dtypes(built):
+    from alter_pipeline import warehouse
+
+    df = warehouse.query("SELECT * FROM revenue_daily ORDER BY day", data_dir=built.data_dir)
+    assert str(df["orders"].dtype) == "int64"
+    assert df["revenue"].dtype == object and isinstance(df["revenue"].iloc[0], Decimal)
+    assert isinstance(df["day"].iloc[0], date)
+    orders = warehouse.table("orders", data_dir=built.data_dir)
+    assert str(orders["created_at"].dtype).startswith("datetime64[us, ")
+    assert str(orders["created_at"].dt.tz) in ("UTC", "Etc/UTC")
+    assert len(orders) == len(built.orders)
+
+
+def test_warehouse_table_names_the_tables_there_are_when_one_is_unknown(built):
+    from alter_pipeline import warehouse
+
+    with pytest.raises(KeyError, match="revenue_daily"):
+        warehouse.table("revenue", data_dir=built.data_dir)
+
+
+def test_query_writes_a_parquet_hand_off_with_exact_decimals(built, tmp_path):
+    from typer.testing import CliRunner
+
+    from alter_pipeline.cli import app
+
+    target = tmp_path / "revenue.parquet"
+    result = CliRunner(env={"ALTER_DATA_DIR": str(built.data_dir)}).invoke(
+        app, ["query", "SELECT * FROM revenue_daily", "--format", "parquet", "-o", str(target)]
+    )
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(target)
+    assert table.schema.field("revenue").type.id == pa.decimal128(1).id
+    assert table.num_rows > 0
+
+
+def test_the_dataframes_example_runs_against_the_warehouse(built):
+    example = Path(__file__).parents[2] / "examples" / "dataframes.py"
+    done = subprocess.run(
+        [sys.executable, str(example)],
+        env={**os.environ, "ALTER_DATA_DIR": str(built.data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "order value by status" in done.stdout
+
+
+class _Sections(HTMLParser):
+    """Each <section id=...> of the report and the SVG elements inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.svgs: dict[str, int] = {}
+        self.marks: dict[str, int] = {}
+        self._section: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self._section = dict(attrs).get("id")
+            self.svgs[self._section] = 0
+            self.marks[self._section] = 0
+        elif tag == "svg" and self._section:
+            self.svgs[self._section] += 1
+        elif tag in ("path", "rect", "circle") and self._section:
+            self.marks[self._section] += 1
+
+
+def test_the_report_draws_every_chart_as_inline_svg(built):
+    from alter_pipeline.report import CHARTS, report_path
+
+    page = report_path(built.data_dir).read_text(encoding="utf-8")  # written by the refresh
+    sections = _Sections()
+    sections.feed(page)
+    for name in CHARTS:
+        if name == "abandoned_carts" and "No rows yet" in page:
+            continue
+        assert sections.svgs.get(name) == 1, name
+        assert sections.marks[name] > 3, f"{name} draws nothing"
+    assert "<script" not in page and "http" not in page.replace("http://www.w3.org", "")
