@@ -115,3 +115,34 @@ def parse_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:
         check=True,
     )
     return project_dir / "target" / "manifest.json"
+
+
+def build_models(data_dir: Path, *dbt_args: str) -> subprocess.CompletedProcess[str]:
+    """`dbt build` outside Dagster (the benchmark; scripts): sources prepared, artifacts
+    (run_results.json with each model's compiled SQL) in $ALTER_DATA_DIR/analytics/target."""
+    prepare_sources(data_dir)
+    target = (analytics_dir(data_dir) / "target").absolute()
+    return subprocess.run(
+        [dbt_executable(), "build", "--vars", dbt_vars(data_dir), *dbt_args],
+        cwd=DBT_PROJECT_DIR,
+        env={
+            **os.environ,
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_TARGET_PATH": str(target),
+            "DBT_LOG_PATH": str(target),
+        },
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def compiled_models(data_dir: Path) -> dict[str, str]:
+    """Each dashboard model's SELECT as dbt last compiled it (after `build_models`)."""
+    import json
+
+    results = json.loads((analytics_dir(data_dir) / "target" / "run_results.json").read_text())
+    compiled = {
+        r["unique_id"].rsplit(".", 1)[-1]: r.get("compiled_code") for r in results["results"]
+    }
+    return {name: compiled[name] for name in DASHBOARD_MODELS if compiled.get(name)}

@@ -32,7 +32,7 @@ def build_resources(storefronts: Storefronts | None = None) -> dict[str, dg.Conf
         # Each partition reads its own key and token from the variables storefronts.yaml
         # names; ALTER_API_KEY/TOKEN are not needed (nor read).
         api = AlterApiResource(api_key="", api_token="")
-    return {"alter_api": api, "lake": LakeResource(), "dbt": dbt_resource()}
+    return {"alter_api": api, "lake": LakeResource()}
 
 
 def build_definitions(
@@ -61,7 +61,8 @@ def build_definitions(
             make_rules_sensor(storefronts=storefronts),
             build_analytics_automation(),
         ],
-        resources=resources or build_resources(storefronts),
+        # the dbt CLI needs nothing of a deployment's: given resources need not name it
+        resources={"dbt": dbt_resource(), **(resources or build_resources(storefronts))},
     )
 
 
