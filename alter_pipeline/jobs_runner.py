@@ -5,6 +5,8 @@ The CLI and the demo use this so their runs show up in the Dagster UI like sched
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,11 @@ def instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+# dagster-dbt echoes every dbt log line to stdout; the run's event log and dbt's own log
+# ($ALTER_DATA_DIR/analytics/target/dbt.log) keep them, the terminal does not need them.
+CHATTY_JOBS = frozenset({"analytics_job"})
+
+
 def run_job(
     name: str,
     settings: Settings,
@@ -56,12 +63,17 @@ def run_job(
     defs = build_definitions(configured(settings.storefronts_file))
     job = defs.resolve_job_def(name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}} | (run_config or {})
-    result = job.execute_in_process(
-        run_config=config,
-        instance=instance(settings),
-        raise_on_error=False,
-        partition_key=partition_key,
-    )
+    with (
+        contextlib.redirect_stdout(io.StringIO())
+        if name in CHATTY_JOBS
+        else contextlib.nullcontext()
+    ):
+        result = job.execute_in_process(
+            run_config=config,
+            instance=instance(settings),
+            raise_on_error=False,
+            partition_key=partition_key,
+        )
     outcome = JobOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:
         if event.is_step_failure and outcome.error is None:

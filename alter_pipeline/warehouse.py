@@ -202,7 +202,7 @@ def query(sql: str, params: Any = None, *, data_dir: Path | str | None = None) -
     Reads the warehouse read-only (an open DuckDB CLI or a running sync does not get in the
     way); `data_dir` defaults to $ALTER_DATA_DIR. dtypes come from Arrow: money (DECIMAL) is
     `object` holding exact `decimal.Decimal`s, integers `int64` (`float64` where a column has
-    NULLs), timestamps `datetime64[us]` in UTC, dates `object` holding `datetime.date`s, text
+    NULLs), timestamps `datetime64[us, Etc/UTC]`, dates `object` holding `datetime.date`s, text
     pandas' `str`. `df["revenue"].astype(float)` converts money for plotting.
     """
     with connect(_data_dir(data_dir)) as con:
