@@ -106,6 +106,21 @@ def prepare_sources(data_dir: Path) -> list[str]:
     return present
 
 
+def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR) -> bool:
+    """No manifest yet, or a model, test, macro or setting changed after it was written."""
+    manifest = project_dir / "target" / "manifest.json"
+    if not manifest.is_file():
+        return True
+    written = manifest.stat().st_mtime
+    sources = (
+        p
+        for p in project_dir.rglob("*")
+        if p.suffix in (".sql", ".yml", ".yaml")
+        and "target" not in p.relative_to(project_dir).parts
+    )
+    return any(p.stat().st_mtime > written for p in sources)
+
+
 def parse_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     """`dbt parse`: writes the manifest Dagster loads the models from (make install runs it)."""
     subprocess.run(

@@ -27,6 +27,7 @@ from alter_pipeline.analytics import (
     analytics_dir,
     dbt_executable,
     dbt_vars,
+    manifest_is_stale,
     model_file,
     parse_project,
     prepare_sources,
@@ -40,10 +41,10 @@ ANALYTICS_GROUP = "analytics"
 DBT_POOL = "alter_dbt"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
-# make install parses the project once; under `dagster dev` (make ui) a reload re-parses a
-# changed model; and a checkout installed some other way parses here on first import.
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.is_file():
+# make install parses the project; a model changed since (a reload in `make ui`) or a checkout
+# installed some other way is parsed here, once. (Not DbtProject.prepare_if_dev: it runs
+# whichever `dbt` PATH finds, and re-parses in every run's process.)
+if manifest_is_stale(dbt_project.project_dir):
     parse_project(dbt_project.project_dir)
 
 # Build a model when it is new; refresh it when a lake table it reads holds different data
