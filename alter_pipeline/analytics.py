@@ -14,10 +14,13 @@ Knows nothing of Dagster (alter_pipeline/assets/analytics.py loads the project i
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -79,6 +82,20 @@ def dbt_vars(data_dir: Path, **extra: object) -> str:
     return json.dumps({"data_dir": data_dir.absolute().as_posix(), **extra})
 
 
+@contextmanager
+def dbt_lock(data_dir: Path) -> Iterator[None]:
+    """One dbt run at a time per data directory (a scheduled and an automated refresh may
+    overlap): dbt opens its database file for writing, so the second waits for the first."""
+    folder = analytics_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".dbt.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def prepare_sources(data_dir: Path) -> list[str]:
     """Create or refresh the `lake.<table>` views of dbt's database over every storefront's
     lake; a table no storefront has yet is an empty table of its schema. Returns the tables
@@ -135,21 +152,22 @@ def parse_project(project_dir: Path = DBT_PROJECT_DIR) -> Path:
 def build_models(data_dir: Path, *dbt_args: str) -> subprocess.CompletedProcess[str]:
     """`dbt build` outside Dagster (the benchmark; scripts): sources prepared, artifacts
     (run_results.json with each model's compiled SQL) in $ALTER_DATA_DIR/analytics/target."""
-    prepare_sources(data_dir)
     target = (analytics_dir(data_dir) / "target").absolute()
-    return subprocess.run(
-        [dbt_executable(), "build", "--vars", dbt_vars(data_dir), *dbt_args],
-        cwd=DBT_PROJECT_DIR,
-        env={
-            **os.environ,
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "DBT_TARGET_PATH": str(target),
-            "DBT_LOG_PATH": str(target),
-        },
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    with dbt_lock(data_dir):
+        prepare_sources(data_dir)
+        return subprocess.run(
+            [dbt_executable(), "build", "--vars", dbt_vars(data_dir), *dbt_args],
+            cwd=DBT_PROJECT_DIR,
+            env={
+                **os.environ,
+                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+                "DBT_TARGET_PATH": str(target),
+                "DBT_LOG_PATH": str(target),
+            },
+            check=True,
+            capture_output=True,
+            text=True,
+        )
 
 
 def compiled_models(data_dir: Path) -> dict[str, str]:

@@ -4,6 +4,7 @@ re-parsed, what dbt is told; the dbt runs themselves are in tests/assets/test_an
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from alter_pipeline.analytics import (
     DBT_PROJECT_DIR,
     dbt_executable,
+    dbt_lock,
     manifest_is_stale,
 )
 from alter_pipeline.cli import app
@@ -48,3 +50,23 @@ def test_report_before_any_model_is_built_is_one_clear_line(tmp_path):
     assert result.exit_code == 2
     assert "alter-pipeline analytics" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_second_dbt_run_waits_for_the_first(tmp_path):
+    order: list[str] = []
+    second_started = threading.Event()
+
+    def second() -> None:
+        second_started.set()
+        with dbt_lock(tmp_path):
+            order.append("second")
+
+    with dbt_lock(tmp_path):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert second_started.wait(5)
+        waiter.join(0.5)  # it cannot get in while the first holds the lock
+        assert waiter.is_alive() and order == []
+        order.append("first")
+    waiter.join(5)
+    assert order == ["first", "second"]

@@ -26,6 +26,7 @@ from alter_pipeline.analytics import (
     NEWEST_FIRST,
     analytics_dir,
     dbt_executable,
+    dbt_lock,
     dbt_vars,
     manifest_is_stale,
     model_file,
@@ -37,9 +38,6 @@ from alter_pipeline.resources import LakeResource
 from alter_pipeline.warehouse import ensure_views
 
 ANALYTICS_GROUP = "analytics"
-# Serialises dbt runs: each opens dbt's database file for writing.
-DBT_POOL = "alter_dbt"
-
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 # make install parses the project; a model changed since (a reload in `make ui`) or a checkout
 # installed some other way is parsed here, once. (Not DbtProject.prepare_if_dev: it runs
@@ -93,7 +91,6 @@ def dbt_resource() -> DbtCliResource:
     dagster_dbt_translator=AnalyticsTranslator(
         settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
     ),
-    pool=DBT_POOL,
 )
 def analytics(
     context: dg.AssetExecutionContext,
@@ -103,15 +100,16 @@ def analytics(
 ):
     """`dbt build` of the selected models and their tests over every storefront's lake."""
     data_dir = lake.path()
-    prepare_sources(data_dir)
-    invocation = dbt.cli(
-        ["build", "--vars", dbt_vars(data_dir, abandoned_days=config.abandoned_days)],
-        context=context,
-        # dbt's run artifacts and logs beside its database, not in the checkout
-        target_path=analytics_dir(data_dir) / "target",
-    )
-    for event in invocation.stream():
-        yield _with_dashboard_metadata(context, event, data_dir)
+    with dbt_lock(data_dir):
+        prepare_sources(data_dir)
+        invocation = dbt.cli(
+            ["build", "--vars", dbt_vars(data_dir, abandoned_days=config.abandoned_days)],
+            context=context,
+            # dbt's run artifacts and logs beside its database, not in the checkout
+            target_path=analytics_dir(data_dir) / "target",
+        )
+        for event in invocation.stream():
+            yield _with_dashboard_metadata(context, event, data_dir)
     ensure_views(data_dir)
     from alter_pipeline.report import write_report  # Altair and vl-convert: ~1 s to import
 
