@@ -111,7 +111,8 @@ def prepare_sources(data_dir: Path) -> list[str]:
                 globs = ", ".join("'" + p.replace("'", "''") + "'" for p in patterns)
                 con.execute(
                     f'CREATE OR REPLACE VIEW lake."{table}" AS SELECT * FROM read_parquet('
-                    f"[{globs}], union_by_name = true)"
+                    # storefront_id=<id>/ in a path is a lake root, not a hive partition
+                    f"[{globs}], hive_partitioning = false, union_by_name = true)"
                 )
                 present.append(table)
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -24,9 +25,14 @@ import pytest
 from conftest import resources_for, sync_config
 
 from alter_pipeline.analytics import DASHBOARD_MODELS, model_file
+from alter_pipeline.api.client import AlterClient
 from alter_pipeline.assets.analytics import analytics, dbt_resource
 from alter_pipeline.assets.sync import alter_sync, warehouse_views
-from alter_pipeline.warehouse import WAREHOUSE_FILE, connect
+from alter_pipeline.emulator import EmulatorConfig, start_emulator
+from alter_pipeline.lake.snapshot import Lake
+from alter_pipeline.storefronts import ROOT_PREFIX
+from alter_pipeline.sync import run_sync
+from alter_pipeline.warehouse import WAREHOUSE_FILE, connect, ensure_views
 
 # The dashboard SQL before the dbt project (alter_pipeline/assets/analytics.py, one storefront):
 # the models must give the same rows, in the same order.
@@ -97,35 +103,48 @@ def sync(emulator: Any, data_dir: Path, instance: dg.DagsterInstance, **config: 
 
 
 @pytest.fixture(scope="module")
-def built(_emulator_server, tmp_path_factory) -> SimpleNamespace:
-    """The small store synced, then every dbt model built while an analyst holds
-    warehouse.duckdb open, in a data dir of this module (dbt's profile takes the directory
-    from the run, never ./data)."""
+def built(_emulator_server, tmp_path_factory) -> Iterator[SimpleNamespace]:
+    """Two storefronts synced into their lake roots (the small store, 12, and another, 77),
+    then every dbt model built while an analyst holds warehouse.duckdb open, in a data dir of
+    this module (dbt's profile takes the directory from the run, never ./data)."""
     emulator = _emulator_server[0]
     emulator.reset()
     data_dir = tmp_path_factory.mktemp("analytics")
     instance = dg.DagsterInstance.ephemeral()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("ALTER_DATA_DIR", str(data_dir))
-        sync(emulator, data_dir, instance, full=True)
-        analyst = subprocess.Popen(
-            [sys.executable, "-c", ANALYST, str(data_dir / WAREHOUSE_FILE)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+    second = start_emulator(EmulatorConfig(orders=25, products=12, seed=9, storefront_id=77))
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("ALTER_DATA_DIR", str(data_dir))
+            for store, storefront in ((emulator, 12), (second, 77)):
+                with AlterClient(store.base_url, store.key, store.token) as client:
+                    root = Lake(data_dir / f"{ROOT_PREFIX}{storefront}")
+                    run_sync(client, root, full=True, storefront_id=storefront)
+            ensure_views(data_dir)
+            analyst = subprocess.Popen(
+                [sys.executable, "-c", ANALYST, str(data_dir / WAREHOUSE_FILE)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert analyst.stdout.readline().strip() == "holding"
+                result = refresh(emulator, data_dir, instance)
+                analyst.stdin.write(f"{model_file(data_dir, 'revenue_daily')}\n")
+                analyst.stdin.flush()
+                seen = int(analyst.stdout.readline())
+            finally:
+                analyst.stdin.close()
+                analyst.wait(10)
+        ensure_views(data_dir)  # the models' views: the refresh left the held file alone
+        # the stores as synced (other tests reset or change the shared emulator)
+        yield SimpleNamespace(
+            data_dir=data_dir,
+            orders={12: emulator.store.orders_list(), 77: second.store.orders_list()},
+            run=result,
+            analyst_saw=seen,
         )
-        try:
-            assert analyst.stdout.readline().strip() == "holding"
-            result = refresh(emulator, data_dir, instance)
-            analyst.stdin.write(f"{model_file(data_dir, 'revenue_daily')}\n")
-            analyst.stdin.flush()
-            seen = int(analyst.stdout.readline())
-        finally:
-            analyst.stdin.close()
-            analyst.wait(10)
-    # the store as synced (other tests reset or change the shared emulator)
-    orders = emulator.store.orders_list()
-    return SimpleNamespace(data_dir=data_dir, orders=orders, run=result, analyst_saw=seen)
+    finally:
+        second.stop()
 
 
 # Holds the warehouse open read-write, as the DuckDB CLI does, during the refresh; then reads
@@ -136,7 +155,8 @@ con = duckdb.connect(sys.argv[1])
 con.execute("select count(*) from orders").fetchall()
 print("holding", flush=True)
 model = sys.stdin.readline().strip()
-print(con.execute("select sum(orders) from read_parquet(?)", [model]).fetchall()[0][0], flush=True)
+sold = "select sum(orders) from read_parquet(?) where storefront_id = 12"
+print(con.execute(sold, [model]).fetchall()[0][0], flush=True)
 """
 
 
@@ -146,23 +166,39 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
 
 def test_dbt_models_give_the_same_rows_as_the_sql_they_replaced(built):
     assert built.run.success
-    with connect(built.data_dir) as con:
-        for model in DASHBOARD_MODELS:
-            expected = _rows(con, TODAYS_SQL[model])
-            path = model_file(built.data_dir, model).as_posix()
-            got = _rows(con, f"SELECT * EXCLUDE (storefront_id) FROM read_parquet('{path}')")
-            assert got == expected, model
-            assert expected or model == "abandoned_carts", f"{model} has no rows to compare"
+    for storefront in (12, 77):
+        with _one_storefront(built.data_dir / f"{ROOT_PREFIX}{storefront}") as con:
+            for model in DASHBOARD_MODELS:
+                expected = _rows(con, TODAYS_SQL[model])
+                path = model_file(built.data_dir, model).as_posix()
+                got = _rows(
+                    con,
+                    f"SELECT * EXCLUDE (storefront_id) FROM read_parquet('{path}') "
+                    f"WHERE storefront_id = {storefront}",
+                )
+                assert got == expected, (storefront, model)
+                assert expected or model == "abandoned_carts", f"{model} has no rows"
 
 
-def test_revenue_matches_the_emulators_sold_orders_exactly(built):
-    sold = [o for o in built.orders if o["orderStatus"] in ("processing", "paid", "completed")]
+def _one_storefront(root: Path) -> duckdb.DuckDBPyConnection:
+    """The replaced SQL's view of one storefront's lake, as it ran before."""
+    con = duckdb.connect(":memory:")
+    for table in ("orders", "order_items", "products"):
+        pattern = (root / "lake" / table / "**" / "*.parquet").as_posix()
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}')")
+    return con
+
+
+def test_revenue_matches_each_storefronts_sold_orders_exactly(built):
     with connect(built.data_dir) as con:
-        revenue = con.execute("SELECT sum(revenue) FROM revenue_daily").fetchone()[0]
-        storefronts = _rows(con, "SELECT DISTINCT storefront_id FROM revenue_daily")
-    assert revenue == sum(Decimal(o["totalPrice"]["value"]) for o in sold)
-    assert isinstance(revenue, Decimal)
-    assert storefronts == [(12,)]
+        revenue = dict(
+            _rows(con, "SELECT storefront_id, sum(revenue) FROM revenue_daily GROUP BY 1")
+        )
+    assert set(revenue) == {12, 77}
+    for storefront, orders in built.orders.items():
+        sold = [o for o in orders if o["orderStatus"] in SOLD_STATUSES]
+        assert revenue[storefront] == sum(Decimal(o["totalPrice"]["value"]) for o in sold)
+        assert isinstance(revenue[storefront], Decimal)
 
 
 def test_dbt_tests_are_reported_as_passing_asset_checks(built):
@@ -193,10 +229,11 @@ def test_a_failing_dbt_test_is_a_failed_asset_check(emulator, tmp_path):
 
 def test_a_refresh_succeeds_while_an_analyst_holds_the_warehouse_open(built):
     assert built.run.success  # the refresh ran while the analyst held warehouse.duckdb
-    sold = [o for o in built.orders if o["orderStatus"] in SOLD_STATUSES]
+    sold = [o for o in built.orders[12] if o["orderStatus"] in SOLD_STATUSES]
     assert built.analyst_saw == len(sold)  # ... whose session reads the new figures
     with connect(built.data_dir) as con:  # and, once released, the warehouse has the models
-        assert con.execute("SELECT sum(orders) FROM revenue_daily").fetchall()[0][0] == len(sold)
+        query = "SELECT sum(orders) FROM revenue_daily WHERE storefront_id = 12"
+        assert con.execute(query).fetchall()[0][0] == len(sold)
 
 
 def _requested(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: Any) -> tuple[set, Any]:
@@ -239,7 +276,7 @@ def test_warehouse_query_returns_the_documented_dtypes(built):
     orders = warehouse.table("orders", data_dir=built.data_dir)
     assert str(orders["created_at"].dtype).startswith("datetime64[us, ")
     assert str(orders["created_at"].dt.tz) in ("UTC", "Etc/UTC")
-    assert len(orders) == len(built.orders)
+    assert len(orders) == sum(len(o) for o in built.orders.values())
 
 
 def test_warehouse_table_names_the_tables_there_are_when_one_is_unknown(built):
