@@ -35,6 +35,7 @@ from alter_pipeline.analytics import (
 )
 from alter_pipeline.assets.metadata import markdown_preview
 from alter_pipeline.resources import LakeResource
+from alter_pipeline.storefronts import storefront_roots
 from alter_pipeline.warehouse import ensure_views
 
 ANALYTICS_GROUP = "analytics"
@@ -100,6 +101,7 @@ def analytics(
 ):
     """`dbt build` of the selected models and their tests over every storefront's lake."""
     data_dir = lake.path()
+    _drop_legacy_tables(context, lake)
     with dbt_lock(data_dir):
         prepare_sources(data_dir)
         invocation = dbt.cli(
@@ -115,6 +117,20 @@ def analytics(
 
     report = write_report(data_dir)
     context.log.info(f"report: {report}")
+
+
+def _drop_legacy_tables(context: dg.AssetExecutionContext, lake: LakeResource) -> None:
+    """Before the dbt project the dashboard tables were lake tables, carried into every new
+    snapshot: drop them once (the warehouse views read the models' files instead)."""
+    for root in storefront_roots(lake.path()):
+        storefront_lake = lake.lake(root)
+        current = storefront_lake.current()
+        legacy = [t for t in DASHBOARD_MODELS if current is not None and current.has_table(t)]
+        if legacy:
+            with storefront_lake.write() as writer:
+                for table in legacy:
+                    writer.drop(table)
+            context.log.info(f"dropped the lake's old dashboard tables: {', '.join(legacy)}")
 
 
 def _with_dashboard_metadata(context: dg.AssetExecutionContext, event: Any, data_dir: Path) -> Any:

@@ -346,3 +346,21 @@ def test_the_report_draws_every_chart_as_inline_svg(built):
         assert sections.svgs.get(name) == 1, name
         assert sections.marks[name] > 3, f"{name} draws nothing"
     assert "<script" not in page and "http" not in page.replace("http://www.w3.org", "")
+
+
+def test_the_lakes_old_dashboard_tables_are_dropped_once(emulator, tmp_path):
+    from alter_pipeline.assets.analytics import _drop_legacy_tables
+    from alter_pipeline.resources import LakeResource
+
+    sync(emulator, tmp_path, dg.DagsterInstance.ephemeral(), full=True)
+    lake = Lake(tmp_path)
+    with lake.write() as writer:  # what the analytics asset wrote before the dbt project
+        writer.write_table("revenue_daily", pa.table({"day": ["2026-12-01"], "orders": [1]}))
+    before = lake.current()
+    context = dg.build_asset_context()
+    _drop_legacy_tables(context, LakeResource(data_dir=str(tmp_path)))
+    after = lake.current()
+    assert before.has_table("revenue_daily") and not after.has_table("revenue_daily")
+    assert after.rows("orders") == before.rows("orders") == emulator.store.order_count()
+    _drop_legacy_tables(context, LakeResource(data_dir=str(tmp_path)))
+    assert lake.current().snapshot_id == after.snapshot_id  # nothing left to drop: no commit
