@@ -16,14 +16,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from alter_pipeline.lake.locate import published_lakes
 from alter_pipeline.lake.snapshot import Lake
 from alter_pipeline.storefronts import ROOT_PREFIX, storefront_roots
+
+if TYPE_CHECKING:  # pyarrow imports pandas when a DataFrame is asked for, not before
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
