@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The dbt project's manifest, which Dagster loads the models from (alter_pipeline/analytics.py)
+DBT_MANIFEST := analytics/target/manifest.json
+DBT_SOURCES := $(shell find analytics -path analytics/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home$(if $(filter postgres,$(ALTER_DAGSTER_STORAGE)),/postgres)
 
-.PHONY: demo test lint ui install clean bench bench-quick bench-selfcheck
+.PHONY: demo test lint ui install clean bench bench-quick bench-selfcheck analytics report
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -13,20 +17,31 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,s3,postgres]"
 	touch $(STAMP)
 
-install: $(STAMP)
+$(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
+	cd analytics && ../$(BIN)/dbt parse --quiet
+
+install: $(STAMP) $(DBT_MANIFEST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check alter_pipeline tests benchmarks
 	$(BIN)/ruff format --check alter_pipeline tests benchmarks
 
-test: $(STAMP) lint
+test: install lint
 	$(BIN)/pytest -q
 
-demo: $(STAMP)
+demo: install
 	$(BIN)/python -m alter_pipeline.demo
 
-ui: $(STAMP)
+ui: install
 	$(BIN)/alter-pipeline ui
+
+# After adding or changing a model under analytics/models: re-parse, rebuild, run its tests,
+# and redraw the report (README.md, "Analytics").
+analytics: install
+	$(BIN)/alter-pipeline analytics
+
+report: install
+	$(BIN)/alter-pipeline report
 
 clean:
 	rm -rf data/* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules
@@ -35,14 +50,14 @@ clean:
 # first use; `bench-quick` runs with whatever is installed (dlt is skipped without it).
 BENCH_STAMP := $(VENV)/.bench-installed
 
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): $(STAMP) $(DBT_MANIFEST)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,s3,postgres,bench]"
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.syncbench
 
-bench-quick: $(STAMP)
+bench-quick: install
 	$(BIN)/python -m benchmarks.syncbench --quick
 
 # What the sync's self-check costs at 100,000 orders, and a live-traffic scenario (README).

@@ -11,7 +11,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import redirect_stdout
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -224,14 +226,16 @@ def analytics(
         None, "--storefront", help="With storefronts.yaml: only this one (default: all)."
     ),
 ) -> None:
-    """Rebuild the dashboard tables from the current lake snapshot."""
+    """Rebuild the dbt models (the dashboard tables) and run their tests, as a recorded
+    Dagster run; the models span every storefront (a storefront_id column)."""
 
     def run() -> None:
-        for name, outcome in _each_storefront("analytics_job", settings(), storefront):
-            prefix = f"{name}: " if name else ""
-            console.print(
-                f"{prefix}analytics tables rebuilt: {', '.join(sorted(outcome.metadata))}"
-            )
+        if storefront is not None:
+            console.print("[yellow]--storefront: the models span every storefront[/yellow]")
+        outcome = _run_with_progress("analytics_job", settings(), {})
+        console.print(f"analytics tables rebuilt: {', '.join(sorted(outcome.metadata))}")
+        if outcome.failed_checks:  # tests of severity warn (a failing error test fails the run)
+            console.print(f"[yellow]dbt tests warn: {', '.join(outcome.failed_checks)}[/yellow]")
 
     guarded(run)
 
@@ -285,6 +289,7 @@ class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
+    parquet = "parquet"
 
 
 # Table output keeps this many rows (rich lays a table out in memory); csv and json stream all.
@@ -296,30 +301,77 @@ _FETCH_BATCH = 10_000
 def query(
     sql: str = typer.Argument(..., help="SQL over the warehouse views (orders, order_items, ...)."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f"),
+    output_file: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the result to this file (required for parquet)."
+    ),
 ) -> None:
     """Run read-only SQL against the DuckDB warehouse and print the result (it may read the
-    lake's tables, nothing else: no other files, no writes, no extensions)."""
+    lake's tables, nothing else: no other files, no writes, no extensions), or write it to a
+    file: `--format parquet --output FILE` hands a result over with its types, decimals exact."""
 
     def run() -> None:
         import duckdb
 
         from alter_pipeline.warehouse import QueryRefused, check_read_only, read_only_connection
 
+        if output is OutputFormat.parquet and output_file is None:
+            raise UsageProblem("--format parquet needs --output FILE")
         try:
             check_read_only(sql)
         except QueryRefused as refused:
             raise UsageProblem(str(refused)) from refused
         with read_only_connection(settings().data_dir) as con:
             try:
+                if output is OutputFormat.parquet:
+                    assert output_file is not None
+                    _write_parquet(con.sql(sql).to_arrow_table(), output_file)
+                    return
                 cursor = con.execute(sql)
                 columns = [d[0] for d in cursor.description or []]
-                _print_rows(columns, cursor, output)
+                if output_file is None:
+                    _print_rows(columns, cursor, output)
+                    return
+                with (
+                    output_file.open("w", encoding="utf-8", newline="") as handle,
+                    redirect_stdout(handle),
+                ):
+                    _print_rows(columns, cursor, output)
             except duckdb.PermissionException as error:
                 raise UsageProblem(
                     f"query may read only the lake's tables: {str(error).splitlines()[0]}"
                 ) from error
             except duckdb.Error as error:
                 raise UsageProblem(f"SQL error: {str(error).splitlines()[0]}") from error
+
+    guarded(run)
+
+
+def _write_parquet(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)  # a reader of the hand-off never sees half a file
+    console.print(f"{table.num_rows} rows written to {path}", highlight=False)
+
+
+@app.command()
+def report(
+    output_file: Path | None = typer.Option(
+        None, "--output", "-o", help="Where to write (default: $ALTER_DATA_DIR/analytics/...)."
+    ),
+) -> None:
+    """Write the analytics dashboard (revenue by day, status funnel, top products and
+    materials, abandoned carts) as one self-contained HTML file, from the dbt models."""
+
+    def run() -> None:
+        from alter_pipeline.report import ReportError, write_report
+
+        try:
+            path = write_report(settings().data_dir, output_file)
+        except ReportError as error:
+            raise UsageProblem(str(error)) from None
+        console.print(f"report written to {path}", highlight=False)
 
     guarded(run)
 

@@ -6,10 +6,15 @@ storefront name; without one, the deployment has a single storefront and no part
 
 import dagster as dg
 
-from alter_pipeline.assets.analytics import build_analytics
+from alter_pipeline.assets.analytics import analytics, dbt_resource
 from alter_pipeline.assets.checks import asset_checks
 from alter_pipeline.assets.inbound import make_inbound_sensor
-from alter_pipeline.assets.jobs import analytics_job, build_schedules, sync_job
+from alter_pipeline.assets.jobs import (
+    analytics_job,
+    build_analytics_automation,
+    build_schedules,
+    sync_job,
+)
 from alter_pipeline.assets.rules import apply_rules_job, build_status_transitions, make_rules_sensor
 from alter_pipeline.assets.scope import configured_storefronts, storefront_partitions
 from alter_pipeline.assets.sensors import events_sensor
@@ -40,7 +45,8 @@ def build_definitions(
         assets=[
             build_alter_sync(partitions),
             build_warehouse_views(partitions),
-            build_analytics(partitions),
+            # dbt models over every storefront (storefront_id in each): not partitioned
+            analytics,
             build_status_transitions(partitions),
         ],
         asset_checks=asset_checks,
@@ -55,8 +61,10 @@ def build_definitions(
             ),
             make_rules_sensor(storefronts=storefronts),
             make_inbound_sensor(storefronts=storefronts),
+            build_analytics_automation(),
         ],
-        resources=resources or build_resources(storefronts),
+        # the dbt CLI needs nothing of a deployment's: given resources need not name it
+        resources={"dbt": dbt_resource(), **(resources or build_resources(storefronts))},
     )
 
 

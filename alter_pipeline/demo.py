@@ -137,6 +137,8 @@ NEXT_STEPS = """
 Next, try:
   .venv/bin/alter-pipeline query "select status, count(*) from orders group by 1"
   .venv/bin/alter-pipeline query "select * from abandoned_carts limit 5" --format csv
+  .venv/bin/python examples/dataframes.py   # the warehouse as pandas DataFrames
+  open data/analytics/report.html          # the charts (alter-pipeline report redraws them)
   make ui                      # Dagster UI on http://127.0.0.1:3000, emulator in live mode
   .venv/bin/alter-pipeline emulator --orders 5000   # serve the emulator for your own code
 Read README.md (configuration, staleness bounds, rules, webhooks) and docs/architecture.md.

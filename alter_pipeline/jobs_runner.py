@@ -5,6 +5,8 @@ The CLI and the demo use this so their runs show up in the Dagster UI like sched
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,11 @@ def instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+# dagster-dbt echoes every dbt log line to stdout; the run's event log and dbt's own log
+# ($ALTER_DATA_DIR/analytics/target/dbt.log) keep them, the terminal does not need them.
+CHATTY_JOBS = frozenset({"analytics_job"})
+
+
 def run_job(
     name: str,
     settings: Settings,
@@ -61,13 +68,18 @@ def run_job(
     # No daemon watches the CLI's runs: a run of an earlier command that was killed is marked
     # failed here (the UI would show it STARTED for ever otherwise).
     fail_dead_runs(dagster_instance)
-    result = job.execute_in_process(
-        run_config=config,
-        instance=dagster_instance,
-        raise_on_error=False,
-        partition_key=partition_key,
-        tags=run_tags(),
-    )
+    with (
+        contextlib.redirect_stdout(io.StringIO())
+        if name in CHATTY_JOBS
+        else contextlib.nullcontext()
+    ):
+        result = job.execute_in_process(
+            run_config=config,
+            instance=dagster_instance,
+            raise_on_error=False,
+            partition_key=partition_key,
+            tags=run_tags(),
+        )
     outcome = JobOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:
         if event.is_step_failure and outcome.error is None:

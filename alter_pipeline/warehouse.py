@@ -5,7 +5,8 @@ alter_pipeline/storefronts.py; one root, the data directory, without storefronts
 is a symlink swapped atomically by each sync, so the view definitions never change when data
 changes, only when a table or a storefront appears. A sync therefore needs to write
 `warehouse.duckdb` only when the set of tables changes, and skips that (with a warning) if an
-analyst holds the file open, instead of failing.
+analyst holds the file open, instead of failing. The dashboard models dbt builds
+(alter_pipeline/analytics.py) are views of the same kind over `analytics/<model>.parquet`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -23,9 +25,14 @@ from alter_pipeline.lake.locate import published_lakes
 from alter_pipeline.lake.snapshot import Lake
 from alter_pipeline.storefronts import ROOT_PREFIX, storefront_roots
 
+if TYPE_CHECKING:  # pyarrow imports pandas when a DataFrame is asked for, not before
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 WAREHOUSE_FILE = "warehouse.duckdb"
+# dbt's dashboard models: one Parquet file each (alter_pipeline/analytics.py)
+ANALYTICS_DIR = "analytics"
 # Tables whose files sit in hive partitions (e.g. order_events/date=2026-11-26/part-*.parquet).
 PARTITIONED_TABLES = frozenset({"order_events", "status_transitions"})
 
@@ -54,6 +61,24 @@ def table_patterns(data_dir: Path, table: str) -> list[str]:
     ]
 
 
+def analytics_models(data_dir: Path) -> dict[str, Path]:
+    """The dashboard models dbt has written, by name."""
+    folder = data_dir / ANALYTICS_DIR
+    return {p.stem: p for p in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
+
+
+def view_statements(data_dir: Path) -> dict[str, str]:
+    """The warehouse's views by name: every lake table, then every dashboard model (a model
+    wins over a lake table of the same name, which older versions wrote into the lake)."""
+    views = {table: view_sql(data_dir, table) for table in lake_tables(data_dir)}
+    for model, path in analytics_models(data_dir).items():
+        views[model] = (
+            f'CREATE OR REPLACE VIEW "{model}" AS SELECT * FROM '
+            f"read_parquet('{_quote(path.absolute().as_posix())}')"
+        )
+    return views
+
+
 def _has_files(folder: Path) -> bool:
     return folder.is_dir() and any(folder.rglob("*.parquet"))
 
@@ -79,8 +104,8 @@ def ensure_views(data_dir: Path) -> ViewSync:
     DuckDB client opens the file; refreshing every storefront's mirror after each sync would
     download all of them): `connect` is what reads the store's current snapshots."""
     data_dir = _deployment_dir(data_dir)
-    tables = lake_tables(data_dir)
-    statements = [view_sql(data_dir, t) for t in tables]
+    views = view_statements(data_dir)
+    tables, statements = sorted(views), [views[name] for name in sorted(views)]
     digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
     stamp = data_dir / ".warehouse-views.json"
     if stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest:
@@ -131,22 +156,25 @@ def _add_missing_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
     with the old absolute paths until the next sync rewrites them, and must answer from
     itself meanwhile (a temporary view shadows the stored one of the same name)."""
     stored = {
-        name: {m.replace("''", "'") for m in _STORED_PATTERN.findall(sql or "")}
+        name: _patterns(sql)
         for name, sql in con.execute(
             "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND NOT temporary"
         ).fetchall()
     }
-    for table in lake_tables(data_dir):
-        if stored.get(table) != set(table_patterns(data_dir, table)):
-            con.execute(
-                view_sql(data_dir, table).replace("CREATE OR REPLACE VIEW", "CREATE TEMP VIEW")
-            )
+    for name, sql in view_statements(data_dir).items():
+        if stored.get(name) != _patterns(sql):
+            con.execute(sql.replace("CREATE OR REPLACE VIEW", "CREATE TEMP VIEW"))
+
+
+def _patterns(sql: str | None) -> set[str]:
+    """The Parquet paths or globs a view's SQL reads."""
+    return {m.replace("''", "'") for m in _STORED_PATTERN.findall(sql or "")}
 
 
 def memory_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
-    for table in lake_tables(data_dir):
-        con.execute(view_sql(data_dir, table))
+    for sql in view_statements(data_dir).values():
+        con.execute(sql)
     return con
 
 
@@ -238,3 +266,39 @@ def read_only_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
     for setting in [*settings, "lock_configuration = true"]:
         con.execute(f"SET {setting}")
     return con
+
+
+# ---- DataFrames for notebooks and scripts ------------------------------------------------------
+
+
+def query(sql: str, params: Any = None, *, data_dir: Path | str | None = None) -> pd.DataFrame:
+    """The result of `sql` over the warehouse views as a pandas DataFrame.
+
+        from alter_pipeline import warehouse
+        df = warehouse.query("select day, revenue from revenue_daily order by day desc")
+
+    Reads the warehouse read-only (an open DuckDB CLI or a running sync does not get in the
+    way); `data_dir` defaults to $ALTER_DATA_DIR. dtypes come from Arrow: money (DECIMAL) is
+    `object` holding exact `decimal.Decimal`s, integers `int64` (`float64` where a column has
+    NULLs), timestamps `datetime64[us, Etc/UTC]`, dates `object` holding `datetime.date`s, text
+    pandas' `str`. `df["revenue"].astype(float)` converts money for plotting.
+    """
+    with connect(_data_dir(data_dir)) as con:
+        return con.sql(sql, params=params).to_arrow_table().to_pandas()
+
+
+def table(name: str, *, data_dir: Path | str | None = None) -> pd.DataFrame:
+    """A whole warehouse view (`orders`, `revenue_daily`, ...) as a DataFrame."""
+    folder = _data_dir(data_dir)
+    known = set(view_statements(_deployment_dir(folder)))
+    if name not in known:
+        raise KeyError(f"no table {name!r} in the warehouse; there are: {', '.join(sorted(known))}")
+    return query(f'SELECT * FROM "{name}"', data_dir=folder)
+
+
+def _data_dir(data_dir: Path | str | None) -> Path:
+    if data_dir is not None:
+        return Path(data_dir)
+    from alter_pipeline.config import Settings
+
+    return Settings.from_env().data_dir

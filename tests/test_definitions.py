@@ -15,6 +15,7 @@ def test_definitions_load_with_every_job_schedule_and_sensor():
         "order_events_sensor",
         "rules_sensor",
         "inbound_events_sensor",
+        "analytics_automation_sensor",
     }
 
 

@@ -1,153 +1,169 @@
-"""Dashboard tables built with DuckDB from the synced tables, committed as one lake snapshot."""
+"""The dashboard models: the dbt project in analytics/, loaded with dagster-dbt.
+
+Every dbt model is an asset (group `analytics`) downstream of the lake tables it reads, every
+dbt test an asset check. The models refresh when a sync changed the data they read (the sync
+stamps a content data version on orders, order_items and products; `REFRESH_ON_CHANGE`), and
+daily (`analytics_schedule`, for the age-based abandoned carts). Each refresh rewrites the
+Parquet files, the warehouse views over them and the HTML report.
+"""
+
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import duckdb
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
-from alter_pipeline.assets.checks import _connect
+from alter_pipeline.analytics import (
+    DASHBOARD_MODELS,
+    DBT_PROJECT_DIR,
+    NEWEST_FIRST,
+    analytics_dir,
+    dbt_executable,
+    dbt_lock,
+    dbt_vars,
+    manifest_is_stale,
+    model_file,
+    parse_project,
+    prepare_sources,
+)
 from alter_pipeline.assets.metadata import markdown_preview
-from alter_pipeline.assets.scope import scope_of
-from alter_pipeline.lake.schemas import with_storefront
 from alter_pipeline.resources import LakeResource
+from alter_pipeline.storefronts import storefront_roots
 from alter_pipeline.warehouse import ensure_views
 
 ANALYTICS_GROUP = "analytics"
-# Orders that passed checkout count as revenue; carts and cancelled orders do not.
-SOLD = "('processing', 'paid', 'completed')"
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
+# make install parses the project; a model changed since (a reload in `make ui`) or a checkout
+# installed some other way is parsed here, once. (Not DbtProject.prepare_if_dev: it runs
+# whichever `dbt` PATH finds, and re-parses in every run's process.)
+if manifest_is_stale(dbt_project.project_dir):
+    parse_project(dbt_project.project_dir)
 
-_SOLD_ITEMS = f"""
-    SELECT i.*, o.created_at AS order_created_at
-    FROM order_items i JOIN orders o USING (order_id)
-    WHERE o.status IN {SOLD}
-"""
+# Build a model when it is new; refresh it when a lake table it reads holds different data
+# (the sync's content data version: an unchanged sync keeps it) or when a model upstream is
+# refreshed in the same tick; never while a dep or the model itself is running.
+REFRESH_ON_CHANGE = (
+    (
+        dg.AutomationCondition.newly_missing()
+        | dg.AutomationCondition.any_deps_match(
+            dg.AutomationCondition.data_version_changed()
+            | dg.AutomationCondition.will_be_requested()
+        )
+    ).since(dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated())
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("build when new, refresh after a sync changed the data")
 
 
-def _top(key_columns: str, label: str) -> str:
-    return f"""
-        SELECT {key_columns}, sum(quantity) AS quantity, sum(total_price_value) AS revenue,
-               total_price_currency AS currency, count(DISTINCT order_id) AS orders
-        FROM ({_SOLD_ITEMS})
-        GROUP BY ALL
-        ORDER BY revenue DESC, quantity DESC, {label}
-    """
+class AnalyticsTranslator(DagsterDbtTranslator):
+    """dbt models as assets of the `analytics` group that refresh on changed data."""
 
-
-ANALYTICS_SQL: dict[str, tuple[str, list[str], str]] = {
-    "revenue_daily": (
-        "Revenue per UTC day and currency from orders that passed checkout.",
-        ["orders"],
-        f"""
-        SELECT CAST(created_at AT TIME ZONE 'UTC' AS DATE) AS day, total_currency AS currency,
-               count(*) AS orders, sum(total_value) AS revenue, sum(total_quantity) AS quantity
-        FROM orders WHERE status IN {SOLD}
-        GROUP BY ALL ORDER BY day, currency
-        """,
-    ),
-    "order_status_funnel": (
-        "Orders and value per status, in funnel order.",
-        ["orders"],
-        """
-        SELECT status, count(*) AS orders, sum(total_value) AS value,
-               round(count(*) * 100.0 / sum(count(*)) OVER (), 2) AS share_pct
-        FROM orders GROUP BY status
-        ORDER BY array_position(['shopping_cart','editable','processing','paid','completed',
-                                 'cancelled'], status)
-        """,
-    ),
-    "top_products": (
-        "Products (the items' 3D model, named from products) by revenue and quantity.",
-        ["order_items", "orders", "products"],
-        f"""
-        SELECT t.model3d_id AS product_id, p.name AS product_name, t.quantity, t.revenue,
-               t.currency, t.orders
-        FROM ({_top("model3d_id", "model3d_id")}) t
-        LEFT JOIN products p ON p.product_id = t.model3d_id
-        ORDER BY t.revenue DESC, t.quantity DESC, t.model3d_id
-        """,
-    ),
-    "top_variants": (
-        "Variants (size, material, print type, colour) by revenue and quantity.",
-        ["order_items", "orders"],
-        _top(
-            "variant_id, any_value(size_name_en) AS size, any_value(material_name_en) AS material,"
-            " any_value(print_type_name_en) AS print_type, any_value(color_name_en) AS color",
-            "variant_id",
-        ),
-    ),
-    "top_materials": (
-        "Materials by revenue and quantity.",
-        ["order_items", "orders"],
-        _top("material_id, material_name_en AS material", "material_id"),
-    ),
-    "top_print_types": (
-        "Print types by revenue and quantity.",
-        ["order_items", "orders"],
-        _top("print_type_id, print_type_name_en AS print_type", "print_type_id"),
-    ),
-    "abandoned_carts": (
-        "Orders still in shopping_cart/editable created more than N days ago, with value at stake.",
-        ["orders"],
-        """
-        SELECT order_id, status, design_name, created_at, total_value, total_currency,
-               date_diff('day', created_at, now()) AS age_days
-        FROM orders
-        WHERE status IN ('shopping_cart', 'editable')
-          AND created_at < now() - to_days(CAST($abandoned_days AS INTEGER))
-        ORDER BY total_value DESC, order_id
-        """,
-    ),
-}
+    def get_asset_spec(self, manifest: Any, unique_id: str, project: DbtProject | None):
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if not unique_id.startswith("model."):
+            return spec
+        return spec.replace_attributes(
+            group_name=ANALYTICS_GROUP,
+            owners=["team:analytics"],
+            automation_condition=REFRESH_ON_CHANGE,
+        )
 
 
 class AnalyticsConfig(dg.Config):
     abandoned_days: int = 30
 
 
-def build_analytics(partitions_def: dg.PartitionsDefinition | None = None):
-    @dg.multi_asset(
-        name="analytics",
-        specs=[
-            dg.AssetSpec(
-                name,
-                description=description,
-                deps=deps,
-                group_name=ANALYTICS_GROUP,
-                owners=["team:analytics"],
-                kinds={"duckdb", "parquet"},
-                partitions_def=partitions_def,
-            )
-            for name, (description, deps, _) in ANALYTICS_SQL.items()
-        ],
-        can_subset=False,
-    )
-    def analytics(context: dg.AssetExecutionContext, config: AnalyticsConfig, lake: LakeResource):
-        """Compute every dashboard table from the current snapshot and commit them together."""
-        yield from _analytics(context, config, lake)
-
-    return analytics
+def dbt_resource() -> DbtCliResource:
+    """The dbt CLI of this environment (never PATH's), run in the project's folder."""
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
 
 
-def _analytics(context: dg.AssetExecutionContext, config: AnalyticsConfig, lake: LakeResource):
-    results = []
-    scope = scope_of(context, lake)
-    with scope.lake().write() as writer:
-        if writer.parent is None:
-            raise dg.Failure(f"{scope.label} has no lake snapshot yet: run sync_job first")
-        with _connect(writer.parent) as con:
-            for name, (_, _, sql) in ANALYTICS_SQL.items():
-                params = {"abandoned_days": config.abandoned_days} if "$abandoned" in sql else {}
-                table = con.sql(sql, params=params).to_arrow_table()
-                # Rows name their storefront, so the views over every storefront stay apart.
-                writer.write_table(name, table, schema=with_storefront(table.schema))
-                results.append((name, table))
-    ensure_views(lake.path())
-    for name, table in results:
-        context.log.info(f"{name}: {table.num_rows} rows")
-        yield dg.MaterializeResult(
-            asset_key=name,
-            metadata={
-                "dagster/row_count": table.num_rows,
-                "preview": dg.MetadataValue.md(markdown_preview(table)),
-            },
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    name="analytics",
+    dagster_dbt_translator=AnalyticsTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+    ),
+)
+def analytics(
+    context: dg.AssetExecutionContext,
+    config: AnalyticsConfig,
+    dbt: DbtCliResource,
+    lake: LakeResource,
+):
+    """`dbt build` of the selected models and their tests over every storefront's lake."""
+    data_dir = lake.path()
+    _drop_legacy_tables(context, lake)
+    with dbt_lock(data_dir):
+        prepare_sources(data_dir)
+        invocation = dbt.cli(
+            ["build", "--vars", dbt_vars(data_dir, abandoned_days=config.abandoned_days)],
+            context=context,
+            # dbt's run artifacts and logs beside its database, not in the checkout
+            target_path=analytics_dir(data_dir) / "target",
         )
+        for event in invocation.stream():
+            yield _with_dashboard_metadata(context, event, data_dir)
+    ensure_views(data_dir)
+    from alter_pipeline.report import write_report  # Altair and vl-convert: ~1 s to import
+
+    report = write_report(data_dir)
+    context.log.info(f"report: {report}")
 
 
-analytics = build_analytics()
+def _drop_legacy_tables(context: dg.AssetExecutionContext, lake: LakeResource) -> None:
+    """Before the dbt project the dashboard tables were lake tables, carried into every new
+    snapshot: drop them once (the warehouse views read the models' files instead)."""
+    for root in storefront_roots(lake.path()):
+        storefront_lake = lake.lake(root)
+        current = storefront_lake.current()
+        legacy = [t for t in DASHBOARD_MODELS if current is not None and current.has_table(t)]
+        if legacy:
+            with storefront_lake.write() as writer:
+                for table in legacy:
+                    writer.drop(table)
+            context.log.info(f"dropped the lake's old dashboard tables: {', '.join(legacy)}")
+
+
+def _with_dashboard_metadata(context: dg.AssetExecutionContext, event: Any, data_dir: Path) -> Any:
+    """A dashboard model's materialization gets a newest-first preview and the report link."""
+    if isinstance(event, dg.Output):
+        name = context.asset_key_for_output(event.output_name).path[-1]
+    elif isinstance(event, dg.AssetMaterialization):
+        name = event.asset_key.path[-1]
+    else:
+        return event
+    if name not in DASHBOARD_MODELS:
+        return event
+    path = model_file(data_dir, name)
+    with duckdb.connect(":memory:") as con:
+        rows = con.execute(f"SELECT count(*) FROM read_parquet('{_quote(path)}')").fetchall()[0]
+        preview = con.sql(
+            f"SELECT * EXCLUDE (storefront_id) FROM read_parquet('{_quote(path)}') "
+            f"{'ORDER BY ' + NEWEST_FIRST[name] if name in NEWEST_FIRST else ''} LIMIT 5"
+        ).to_arrow_table()
+    return event.with_metadata(
+        {
+            **event.metadata,
+            "dagster/row_count": dg.MetadataValue.int(rows[0]),
+            "preview": dg.MetadataValue.md(markdown_preview(preview)),
+            "path": dg.MetadataValue.path(str(path)),
+            "report": dg.MetadataValue.url(report_url(data_dir)),
+        }
+    )
+
+
+def report_url(data_dir: Path) -> str:
+    return (analytics_dir(data_dir).absolute() / "report.html").as_uri()
+
+
+def _quote(path: Path) -> str:
+    return path.as_posix().replace("'", "''")

@@ -3,6 +3,7 @@
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -37,12 +38,17 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")[:40]
 
 
-def first_rows(snapshot: Snapshot, table: str, limit: int = PREVIEW_ROWS) -> pa.Table:
+def newest_rows(snapshot: Snapshot, table: str, limit: int = PREVIEW_ROWS) -> pa.Table:
+    """The table's last rows, newest first: a sync writes ascending ids (and date partitions
+    sort by date), so the end of the last file holds the newest; reads one row group."""
     files = sorted(snapshot.table_dir(table).rglob("*.parquet"))
-    for file in files:
+    for file in reversed(files):
         parquet = pq.ParquetFile(file)
-        if parquet.metadata.num_rows:
-            return parquet.read_row_group(0).slice(0, limit)
+        for group in reversed(range(parquet.num_row_groups)):
+            if parquet.metadata.row_group(group).num_rows:
+                rows = parquet.read_row_group(group)
+                tail = rows.slice(max(0, rows.num_rows - limit))
+                return tail.take(pa.array(range(tail.num_rows - 1, -1, -1)))
     return pq.read_schema(files[0]).empty_table() if files else pa.table({})
 
 
@@ -50,7 +56,22 @@ def table_metadata(snapshot: Snapshot, table: str, schema: pa.Schema) -> dict[st
     return {
         "dagster/row_count": dg.MetadataValue.int(snapshot.rows(table)),
         "dagster/column_schema": column_schema(schema),
-        "preview": dg.MetadataValue.md(markdown_preview(first_rows(snapshot, table))),
+        "preview": dg.MetadataValue.md(markdown_preview(newest_rows(snapshot, table))),
         "snapshot_id": snapshot.snapshot_id,
         "path": dg.MetadataValue.path(str(snapshot.table_dir(table))),
     }
+
+
+def content_version(snapshot: Snapshot, table: str) -> dg.DataVersion:
+    """A fingerprint of the table's rows, independent of their order and of which snapshot
+    holds them: equal after a sync that changed nothing, so the models downstream are neither
+    stale in the UI nor refreshed (their automation condition watches data versions)."""
+    files = snapshot.table_dir(table)
+    if not any(files.rglob("*.parquet")):
+        return dg.DataVersion("empty")
+    pattern = (files / "**" / "*.parquet").as_posix().replace("'", "''")
+    with duckdb.connect(":memory:") as con:
+        row = con.execute(
+            f"SELECT count(*), sum(hash(t)::HUGEINT)::VARCHAR FROM read_parquet('{pattern}') t"
+        ).fetchall()[0]
+    return dg.DataVersion(f"{row[0]}-{row[1]}")

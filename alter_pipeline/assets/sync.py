@@ -8,7 +8,7 @@ from pydantic import Field
 
 from alter_pipeline import sync
 from alter_pipeline.api.errors import AlterAPIError
-from alter_pipeline.assets.metadata import table_metadata
+from alter_pipeline.assets.metadata import content_version, table_metadata
 from alter_pipeline.assets.scope import scope_of
 from alter_pipeline.events.detect import ORDERS_HISTORY
 from alter_pipeline.events.schema import ORDER_EVENTS
@@ -31,6 +31,8 @@ SYNC_TABLES = {
         schemas.REJECTED_RECORDS,
     ),
 }
+# Tables the dbt models read: their materializations carry a content data version.
+VERSIONED_TABLES = frozenset({"orders", "order_items", "products"})
 
 
 class SyncConfig(dg.Config):
@@ -156,7 +158,8 @@ def _sync(
             metadata["api_total"] = report.orders.api_total
         if table == "products":
             metadata["api_total"] = report.products.api_total
-        yield dg.MaterializeResult(asset_key=table, metadata=metadata)
+        version = content_version(snapshot, table) if table in VERSIONED_TABLES else None
+        yield dg.MaterializeResult(asset_key=table, metadata=metadata, data_version=version)
 
 
 def build_warehouse_views(partitions_def: dg.PartitionsDefinition | None = None):

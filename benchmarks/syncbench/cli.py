@@ -69,6 +69,17 @@ def run(plan: Plan, work: Path) -> dict[str, Any]:
     return results
 
 
+def analytics_only(plan: Plan) -> None:
+    work = Path(tempfile.mkdtemp(prefix="alter-bench-"))
+    try:
+        session = scenarios.Session(plan, work)
+        scenarios.analytics_store(session)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    target = report.analytics_target(session.sections["analytics"])
+    print(f"\n{target['target']}: {target['value']} ({target['goal']}): {target['note']}")
+
+
 def _cpus() -> int | None:
     import os
 
@@ -88,7 +99,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny stores, one repetition")
     parser.add_argument("--results-dir", type=Path, help="where the JSON and PNG go")
+    parser.add_argument(
+        "--analytics-only",
+        action="store_true",
+        help="only the dbt models over the big store (one sync, then the queries)",
+    )
     args = parser.parse_args(argv)
+    if args.analytics_only:
+        analytics_only(QUICK if args.quick else FULL)
+        return
     plan = QUICK if args.quick else FULL
     if not has_dlt():
         print("dlt is not installed (pip install -e '.[bench]'): the dlt contender is skipped")

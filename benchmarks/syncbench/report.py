@@ -47,7 +47,7 @@ def targets(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     found = [_dlt_target(main), _limit_target(main)]
     found.append(_incremental_target(results.get("incremental"), ours))
     found += _memory_targets(results, plan)
-    found.append(_analytics_target(results.get("analytics")))
+    found.append(analytics_target(results.get("analytics")))
     return found
 
 
@@ -100,7 +100,7 @@ def _memory_targets(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]
     return found
 
 
-def _analytics_target(analytics: dict[str, Any] | None) -> dict[str, Any]:
+def analytics_target(analytics: dict[str, Any] | None) -> dict[str, Any]:
     if analytics is None:
         return _target("analytics queries", "not measured", "< 250 ms each", False)
     slowest = max(analytics["median_ms"], key=analytics["median_ms"].get)

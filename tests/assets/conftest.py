@@ -4,7 +4,6 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from alter_pipeline.assets.analytics import analytics
 from alter_pipeline.assets.checks import asset_checks
 from alter_pipeline.assets.sync import alter_sync, warehouse_views
 from alter_pipeline.resources import AlterApiResource, LakeResource
@@ -52,17 +51,6 @@ def run_checks(tmp_path):
             [alter_sync, *asset_checks],
             resources=resources_for(emulator, data_dir or tmp_path),
             selection=dg.AssetSelection.checks_for_assets(asset),
-        )
-
-    return run
-
-
-@pytest.fixture
-def run_analytics(tmp_path):
-    def run(emulator: Any, data_dir: Path | None = None):
-        return dg.materialize(
-            [analytics],
-            resources=resources_for(emulator, data_dir or tmp_path),
         )
 
     return run

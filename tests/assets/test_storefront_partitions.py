@@ -72,11 +72,16 @@ def run_job(setup: dict[str, Any], job: str, partition: str, **kwargs: Any):
     )
 
 
-def test_every_asset_is_partitioned_by_storefront_name(two_storefronts):
+def test_every_lake_asset_is_partitioned_by_storefront_name(two_storefronts):
     defs = two_storefronts["defs"]
-    for key in ("orders", "order_items", "products", "revenue_daily", "status_transitions"):
+    for key in ("orders", "order_items", "products", "status_transitions"):
         spec = defs.resolve_assets_def(key).specs_by_key[dg.AssetKey(key)]
         assert spec.partitions_def.get_partition_keys() == ["berlin", "paris"]
+
+
+def test_dbt_models_span_every_storefront_in_one_unpartitioned_asset(two_storefronts):
+    spec = two_storefronts["defs"].resolve_assets_def("revenue_daily").specs_by_key
+    assert spec[dg.AssetKey("revenue_daily")].partitions_def is None
 
 
 def test_two_storefronts_sync_into_one_warehouse_split_by_storefront_id(two_storefronts):

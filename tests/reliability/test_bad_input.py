@@ -136,6 +136,12 @@ MISTAKES = [
             r"error: SQL error: .*nope"),
     Mistake("sql-bad-cast", ("query", "select 'abc'::integer"), r"error: SQL error: .*abc"),
     Mistake("sql-write-refused", ("query", "drop view orders"), r"error: query only reads"),
+    Mistake("sql-parquet-no-output", ("query", "select 1", "--format", "parquet"),
+            r"error: --format parquet needs --output FILE"),
+    Mistake("sql-parquet-syntax", ("query", "selec 1", "--format", "parquet", "-o", "x.parquet"),
+            r"error: SQL error: .*syntax"),
+    Mistake("report-before-analytics", ("report",), r"error: no revenue_daily, .* run "
+            r"`alter-pipeline analytics` first"),
 ]  # fmt: skip
 
 BASE_ENV = {
