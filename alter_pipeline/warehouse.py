@@ -248,8 +248,9 @@ def allowed_directories(data_dir: Path) -> list[str]:
 
 
 def read_only_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
-    """`connect`, then locked down for SQL from a person: files outside the lake, extension
-    installs and loads, and any change to these settings are refused by DuckDB itself."""
+    """`connect`, then locked down for SQL from a person: files outside the lake and the dbt
+    models' Parquet files, extension installs and loads, and any change to these settings are
+    refused by DuckDB itself."""
     con = connect(data_dir)
     lakes = published_lakes(data_dir)
     if lakes:  # each lake's URL prefix in the object store (httpfs and fsspec both obey it)
@@ -257,8 +258,12 @@ def read_only_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
     else:
         directories = allowed_directories(data_dir)
     listed = ", ".join(f"'{_quote(d)}'" for d in directories)
+    # The dbt models' Parquet files, one by one (their folder also holds dbt's database).
+    models = [p.absolute().as_posix() for p in analytics_models(_deployment_dir(data_dir)).values()]
+    paths = ", ".join(f"'{_quote(p)}'" for p in models)
     settings = [
         f"allowed_directories = [{listed}]",
+        f"allowed_paths = [{paths}]",
         "enable_external_access = false",
         "autoinstall_known_extensions = false",
         "autoload_known_extensions = false",
