@@ -36,10 +36,11 @@ def _emulator_server() -> Iterator[list[RunningEmulator]]:
 
 @pytest.fixture
 def emulator(_emulator_server: list[RunningEmulator]) -> RunningEmulator:
-    """The small demo storefront, fresh for this test."""
+    """The small demo storefront, fresh for this test (no faults)."""
     if not _emulator_server[0].is_running:  # a test stopped it: start another
         _emulator_server[0] = start_emulator(EmulatorConfig(**SMALL_STORE))
     _emulator_server[0].reset()
+    _emulator_server[0].set_faults([])  # a fault a previous test installed goes with it
     return _emulator_server[0]
 
 

@@ -38,18 +38,32 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")[:40]
 
 
+# What "newest" means per lake table (the preview shows those rows first).
+NEWEST_FIRST = {
+    "orders": "order_id",
+    "order_items": "order_item_id",
+    "products": "product_id",
+    "order_events": "sequence",
+    "orders_history": "valid_from",
+    "rejected_records": "detected_at",
+    "status_transitions": "at",
+}
+
+
 def newest_rows(snapshot: Snapshot, table: str, limit: int = PREVIEW_ROWS) -> pa.Table:
-    """The table's last rows, newest first: a sync writes ascending ids (and date partitions
-    sort by date), so the end of the last file holds the newest; reads one row group."""
+    """The table's newest rows, newest first (a top-N in DuckDB: pages of a full sync are
+    written in the order they arrive, not by id, so the files' order says nothing)."""
     files = sorted(snapshot.table_dir(table).rglob("*.parquet"))
-    for file in reversed(files):
-        parquet = pq.ParquetFile(file)
-        for group in reversed(range(parquet.num_row_groups)):
-            if parquet.metadata.row_group(group).num_rows:
-                rows = parquet.read_row_group(group)
-                tail = rows.slice(max(0, rows.num_rows - limit))
-                return tail.take(pa.array(range(tail.num_rows - 1, -1, -1)))
-    return pq.read_schema(files[0]).empty_table() if files else pa.table({})
+    if not files:
+        return pa.table({})
+    key = NEWEST_FIRST.get(table)
+    listed = ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in files)
+    order = f'ORDER BY "{key}" DESC' if key in pq.read_schema(files[0]).names else ""
+    with duckdb.connect() as con:
+        return con.sql(
+            f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false) {order} "
+            f"LIMIT {int(limit)}"
+        ).to_arrow_table()
 
 
 def table_metadata(snapshot: Snapshot, table: str, schema: pa.Schema) -> dict[str, Any]:

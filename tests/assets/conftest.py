@@ -3,26 +3,10 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from asset_helpers import resources_for, sync_config
 
 from alter_pipeline.assets.checks import asset_checks
 from alter_pipeline.assets.sync import alter_sync, warehouse_views
-from alter_pipeline.resources import AlterApiResource, LakeResource
-
-
-def resources_for(emulator: Any, data_dir: Path) -> dict[str, Any]:
-    return {
-        "alter_api": AlterApiResource(
-            base_url=emulator.base_url,
-            api_key=emulator.key,
-            api_token=emulator.token,
-            max_attempts=3,
-        ),
-        "lake": LakeResource(data_dir=str(data_dir)),
-    }
-
-
-def sync_config(**config: Any) -> dict[str, Any]:
-    return {"ops": {"alter_sync": {"config": config}}}
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import resources_for, sync_config
+from asset_helpers import resources_for, sync_config
 
 from alter_pipeline.analytics import DASHBOARD_MODELS, model_file
 from alter_pipeline.api.client import AlterClient
