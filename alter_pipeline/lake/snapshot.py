@@ -63,6 +63,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alter_pipeline.lake.compaction import CompactionPolicy, compact_table
 from alter_pipeline.lake.remote import CurrentMoved, RemoteStore, attach_to_duckdb
 
 log = logging.getLogger(__name__)
@@ -255,14 +256,27 @@ class SnapshotWriter:
             for name in self.parent.manifest["tables"]:
                 if name not in self._tables and name not in self._dropped:
                     self.carry_over(name)
+        compacted = self._compact()
         tables = {name: {"rows": _count_rows(self.tmp_dir / name)} for name in sorted(self._tables)}
-        return {
+        manifest = {
             "snapshot_id": self.snapshot_id,
             "created_at": datetime.now(UTC).isoformat(),
             "parent": self.parent.snapshot_id if self.parent else None,
             "tables": tables,
             "meta": self.meta,
         }
+        if compacted:  # not in meta: meta carries forward to the next snapshot
+            manifest["compacted"] = compacted
+        return manifest
+
+    def _compact(self) -> dict[str, int]:
+        """Merge small files of tables that gained too many (see compaction.py): files
+        merged away per table."""
+        merged = {
+            name: compact_table(self.tmp_dir / name, self.snapshot_id, self.lake.compaction)
+            for name in sorted(self._tables)
+        }
+        return {name: count for name, count in merged.items() if count}
 
 
 def _count_rows(folder: Path) -> int:
@@ -273,12 +287,20 @@ class Lake:
     """The lake in local directory `data_dir`; with `remote` (an object-store URL) that
     directory is a mirror of the lake published at the URL (see the module docstring)."""
 
-    def __init__(self, data_dir: Path, *, remote: str | None = None, keep: int = 3) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        remote: str | None = None,
+        keep: int = 3,
+        compaction: CompactionPolicy | None = None,
+    ) -> None:
         self.root = Path(data_dir)
         self.link = self.root / "lake"
         self.snapshots_dir = self.root / "snapshots"
         self.keep = keep
         self.remote = RemoteStore(remote) if remote else None
+        self.compaction = compaction or CompactionPolicy()
 
     @property
     def location(self) -> str:
