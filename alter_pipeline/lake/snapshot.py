@@ -292,13 +292,13 @@ class Lake:
         data_dir: Path,
         *,
         remote: str | None = None,
-        keep: int = 3,
+        keep: int | None = None,
         compaction: CompactionPolicy | None = None,
     ) -> None:
         self.root = Path(data_dir)
         self.link = self.root / "lake"
         self.snapshots_dir = self.root / "snapshots"
-        self.keep = keep
+        self.keep = keep if keep is not None else snapshots_kept()
         self.remote = RemoteStore(remote) if remote else None
         self.compaction = compaction or CompactionPolicy()
 
@@ -534,6 +534,31 @@ class Lake:
             if Path(linked).name != old.name:
                 shutil.rmtree(old, ignore_errors=True)
 
+    def tidy(self, *, lock_timeout: float = 600.0) -> list[str]:
+        """Maintenance, under the writers' lock: delete temporaries left by killed processes
+        and snapshots beyond the `keep` most recent (in the mirror and, with a remote, in the
+        store: those outside the current one's `keep` ancestors). A commit does the same; this
+        covers a lake nobody writes to any more. The names removed (store ones prefixed)."""
+        with self.lock(lock_timeout):
+            before = (
+                {p.name for p in self.snapshots_dir.glob("*")}
+                if self.snapshots_dir.is_dir()
+                else set()
+            )
+            self._remove_stale_temporaries()
+            self._collect_garbage()
+            after = (
+                {p.name for p in self.snapshots_dir.glob("*")}
+                if self.snapshots_dir.is_dir()
+                else set()
+            )
+            removed = sorted(before - after)
+            current_id = self.remote.current_id() if self.remote is not None else None
+            if self.remote is not None and current_id is not None:
+                deleted = self.remote.collect_garbage(self.keep, current_id)
+                removed += [f"{self.remote.location}/snapshots/{s}" for s in deleted]
+        return removed
+
     def _collect_garbage_if_idle(self) -> None:
         # A writer holding the lock may be reading an old snapshot: it collects at its commit.
         with self._try_lock() as locked:
@@ -549,6 +574,24 @@ class Lake:
             return
         if deleted:
             log.info("deleted %d old snapshots at %s", len(deleted), self.location)
+
+
+SNAPSHOTS_KEPT_ENV = "ALTER_SNAPSHOTS_KEPT"
+DEFAULT_SNAPSHOTS_KEPT = 3
+
+
+def snapshots_kept() -> int:
+    """How many snapshots a lake keeps: `ALTER_SNAPSHOTS_KEPT`, default 3 (the current one,
+    the parent a sync diffs against, and one for a reader still querying the one before)."""
+    text = os.environ.get(SNAPSHOTS_KEPT_ENV, "").strip()
+    if not text:
+        return DEFAULT_SNAPSHOTS_KEPT
+    if not text.isdigit() or int(text) < 2:
+        raise ValueError(
+            f"{SNAPSHOTS_KEPT_ENV}={text!r}: must be a whole number of at least 2 (the current "
+            "snapshot and the one change detection diffs it against)"
+        )
+    return int(text)
 
 
 def lake_at(data_dir: Path, remote: str | None = None, root: Path | None = None) -> Lake:
