@@ -238,19 +238,36 @@ def run_figures(home: Path) -> dict[str, Any]:
             instance.get_runs(), key=lambda r: instance.get_run_stats(r.run_id).start_time or 0
         )
         figures: dict[str, Any] = {}
+        reasons = {r.run_id: _failure_reason(instance, r.run_id) for r in runs
+                   if r.status.value == "FAILURE"}  # fmt: skip
         for run in runs:
             job = figures.setdefault(run.job_name, Counter())
-            job[run.status.value] += 1
-        red = []
+            interrupted = INTERRUPTED in reasons.get(run.run_id, "")
+            job["INTERRUPTED by the soak's stop" if interrupted else run.status.value] += 1
+        red, failures = [], []
         for index, run in enumerate(runs):
-            if run.status.value != "FAILURE":
+            if run.status.value != "FAILURE" or INTERRUPTED in reasons[run.run_id]:
                 continue
+            failures.append(f"{run.job_name} {run.run_id[:8]}: {reasons[run.run_id]}")
             later = [r for r in runs[index + 1 :] if r.job_name == run.job_name]
             if any(r.status.value == "SUCCESS" for r in later):
                 figures[run.job_name]["FAILURE retried to green"] += 1
             else:
                 red.append(f"{run.job_name} {run.run_id[:8]}")
-    return {"per_job": {k: dict(v) for k, v in figures.items()}, "red": red}
+    return {"per_job": {k: dict(v) for k, v in figures.items()}, "red": red, "failures": failures}
+
+
+# A run the soak's own SIGTERM to dagster dev cut short: not a failure of the platform.
+INTERRUPTED = "DagsterExecutionInterruptedError"
+
+
+def _failure_reason(instance: Any, run_id: str) -> str:
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is not None and event.event_type_value == "STEP_FAILURE":
+            error = getattr(event.event_specific_data, "error", None)
+            return (error.message if error else record.message).strip()[:300]
+    return "(no step failure recorded)"
 
 
 def memory_figures(samples: list[tuple[float, dict[int, tuple[float, str]]]]) -> dict[str, Any]:
@@ -338,9 +355,9 @@ def verdict(figures: dict[str, Any]) -> list[str]:
                                 "transitions_twice") if checks[name]]  # fmt: skip
     if checks["delivered_twice"]:
         failed.append("delivered_twice")
-    failures = sum(job.get("FAILURE", 0) for job in figures["runs"]["per_job"].values())
+    failures = figures["runs"]["failures"]
     if failures:
-        failed.append(f"{failures} failed runs ({len(figures['runs']['red'])} never retried)")
+        failed.append(f"{len(failures)} failed runs ({len(figures['runs']['red'])} never retried)")
     grown = [p["command"] for p in figures["memory"]["processes"] if p["grew"]]
     if grown:
         failed.append("memory growth: " + "; ".join(grown))
