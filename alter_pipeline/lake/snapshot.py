@@ -540,24 +540,20 @@ class Lake:
         store: those outside the current one's `keep` ancestors). A commit does the same; this
         covers a lake nobody writes to any more. The names removed (store ones prefixed)."""
         with self.lock(lock_timeout):
-            before = (
-                {p.name for p in self.snapshots_dir.glob("*")}
-                if self.snapshots_dir.is_dir()
-                else set()
-            )
+            before = self._snapshot_entries()
             self._remove_stale_temporaries()
             self._collect_garbage()
-            after = (
-                {p.name for p in self.snapshots_dir.glob("*")}
-                if self.snapshots_dir.is_dir()
-                else set()
-            )
-            removed = sorted(before - after)
+            removed = sorted(before - self._snapshot_entries())
             current_id = self.remote.current_id() if self.remote is not None else None
             if self.remote is not None and current_id is not None:
                 deleted = self.remote.collect_garbage(self.keep, current_id)
                 removed += [f"{self.remote.location}/snapshots/{s}" for s in deleted]
         return removed
+
+    def _snapshot_entries(self) -> set[str]:
+        if not self.snapshots_dir.is_dir():
+            return set()
+        return {p.name for p in self.snapshots_dir.iterdir()}
 
     def _collect_garbage_if_idle(self) -> None:
         # A writer holding the lock may be reading an old snapshot: it collects at its commit.
