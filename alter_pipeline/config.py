@@ -132,3 +132,17 @@ class Settings:
         ):
             if not value.strip():
                 raise ConfigError(f"{variable} is empty: set it in the environment or in .env")
+
+
+def retention_days(variable: str, default: float) -> float:
+    """Days of a retention setting (`ALTER_*_RETENTION_DAYS`), or `default` when unset."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not days >= 1:  # also refuses nan
+        raise ConfigError(f"{variable}={text!r}: must be a number of days, at least 1")
+    return days

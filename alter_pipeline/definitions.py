@@ -15,6 +15,7 @@ from alter_pipeline.assets.jobs import (
     build_schedules,
     sync_job,
 )
+from alter_pipeline.assets.maintenance import maintenance_job, maintenance_schedule
 from alter_pipeline.assets.rules import apply_rules_job, build_status_transitions, make_rules_sensor
 from alter_pipeline.assets.scope import configured_storefronts, storefront_partitions
 from alter_pipeline.assets.sensors import events_sensor
@@ -50,8 +51,14 @@ def build_definitions(
             build_status_transitions(partitions),
         ],
         asset_checks=asset_checks,
-        jobs=[sync_job, analytics_job, apply_rules_job, build_deliver_webhooks_job(partitions)],
-        schedules=build_schedules(sync_job, analytics_job, storefronts),
+        jobs=[
+            sync_job,
+            analytics_job,
+            apply_rules_job,
+            build_deliver_webhooks_job(partitions),
+            maintenance_job,
+        ],
+        schedules=[*build_schedules(sync_job, analytics_job, storefronts), maintenance_schedule],
         sensors=[
             events_sensor(
                 "order_events_sensor",

@@ -1,8 +1,9 @@
 """A real S3-compatible server for tests: moto's server mode on a loopback port.
 
 The lake talks to it over HTTP through pyarrow's own S3 client, as it would to AWS. Every
-request is logged (method, key, whether it was a server-side copy), so tests can tell an
-upload from a copy.
+request is logged (method, key, whether it was a server-side copy, its condition), so tests
+can tell an upload from a copy. `refuse_conditional_writes` makes it answer a conditional PUT
+with 501 NotImplemented, as S3-compatible servers without conditional writes do.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Request:
     method: str
     path: str  # /bucket/key, unquoted
     copy_source: str | None
+    condition: str | None = None  # "If-Match: <etag>" or "If-None-Match: *"
 
 
 @dataclass
@@ -39,6 +41,7 @@ class S3Server:
     server: BaseWSGIServer
     thread: threading.Thread
     requests: list[Request] = field(default_factory=list)
+    refuse_conditional_writes: bool = False
     # Distinctive, so a test can search files and messages for it.
     secret_key: str = field(default_factory=lambda: f"lake-secret-{uuid.uuid4().hex}")
 
@@ -85,16 +88,36 @@ class S3Server:
         self.thread.join(5)
 
 
-def _logging(app: Callable[..., Iterable[bytes]], log: list[Request]) -> Callable[..., Any]:
+_NOT_IMPLEMENTED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
+    b"<Message>A header you provided implies functionality that is not implemented"
+    b"</Message></Error>"
+)
+
+
+def _condition(environ: dict[str, Any]) -> str | None:
+    for header, name in (("HTTP_IF_MATCH", "If-Match"), ("HTTP_IF_NONE_MATCH", "If-None-Match")):
+        if environ.get(header):
+            return f"{name}: {environ[header]}"
+    return None
+
+
+def _logging(app: Callable[..., Iterable[bytes]], server: list[S3Server]) -> Callable[..., Any]:
     def logged(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         copy = environ.get("HTTP_X_AMZ_COPY_SOURCE")
-        log.append(
+        method, condition = environ["REQUEST_METHOD"], _condition(environ)
+        s3 = server[0]
+        s3.requests.append(
             Request(
-                environ["REQUEST_METHOD"],
+                method,
                 unquote(environ.get("PATH_INFO", "")),
                 unquote(copy) if copy else None,
+                condition,
             )
         )
+        if s3.refuse_conditional_writes and method == "PUT" and condition:
+            start_response("501 Not Implemented", [("Content-Type", "application/xml")])
+            return [_NOT_IMPLEMENTED]
         return app(environ, start_response)
 
     return logged
@@ -102,9 +125,10 @@ def _logging(app: Callable[..., Iterable[bytes]], log: list[Request]) -> Callabl
 
 def start_s3_server() -> S3Server:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on stderr
-    requests: list[Request] = []
-    app = _logging(DomainDispatcherApplication(create_backend_app), requests)
+    holder: list[S3Server] = []  # the app needs the server's settings, made after it
+    app = _logging(DomainDispatcherApplication(create_backend_app), holder)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
+    holder.append(S3Server(server=server, thread=thread))
     thread.start()
-    return S3Server(server=server, thread=thread, requests=requests)
+    return holder[0]

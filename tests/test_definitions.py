@@ -4,12 +4,19 @@ from alter_pipeline.definitions import defs
 
 
 def test_definitions_load_with_every_job_schedule_and_sensor():
-    jobs = {"sync_job", "analytics_job", "apply_rules_job", "deliver_webhooks_job"}
+    jobs = {
+        "sync_job",
+        "analytics_job",
+        "apply_rules_job",
+        "deliver_webhooks_job",
+        "maintenance_job",
+    }
     assert {defs.resolve_job_def(name).name for name in jobs} == jobs
     assert {s.name for s in defs.schedules} == {
         "sync_schedule",
         "reconcile_schedule",
         "analytics_schedule",
+        "maintenance_schedule",
     }
     assert {s.name for s in defs.sensors} == {
         "order_events_sensor",

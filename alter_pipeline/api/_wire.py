@@ -132,6 +132,26 @@ def decode_json(reply: Reply, call: Call, secrets: Secrets) -> Any:
     raise protocol_error(problem, reply.status, reply.content_type, reply.body, call, secrets)
 
 
+@dataclass(frozen=True, slots=True)
+class RetryIn:
+    """Send the call again after `seconds`: its 2xx body was not JSON (see `decode_or_retry`)."""
+
+    seconds: float
+
+
+def decode_or_retry(state: RetryState, reply: Reply, call: Call, secrets: Secrets) -> Any:
+    """The JSON of a 2xx reply, or `RetryIn` when the body is no JSON at all (an HTML page, an
+    empty or cut body) and the call may be sent again; the `ProtocolError` once it may not."""
+    try:
+        return decode_json(reply, call, secrets)
+    except errors.ProtocolError as error:
+        problem = error
+    delay = state.after_bad_body(f"a {reply.status} whose body is not JSON")
+    if delay is None:
+        raise problem  # outside the except block: nothing chained
+    return RetryIn(delay)
+
+
 def protocol_error(
     problem: str, status: int, content_type: str, body: bytes, call: Call, secrets: Secrets
 ) -> errors.ProtocolError:

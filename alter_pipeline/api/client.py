@@ -218,16 +218,14 @@ class AlterClient:
         """`DELETE /customer-orders/:id`. Retried; see the module docstring for the 404 rule."""
         checked = _args.object_id(order_id, "order_id")
         call = _wire.Call("DELETE", f"/customer-orders/{checked}", scope="orders:write")
-        reply, state = self._send_with_state(call, Safety.IDEMPOTENT)
-        if reply.status == 404 and state.maybe_applied:
-            logger.info("DELETE %s: 404 after an ambiguous attempt, taken as deleted", call.path)
-            return DeleteResult(
-                success=True,
-                message="Order deleted (an earlier attempt succeeded; the retry found it gone).",
-                order_id=checked,
-                already_deleted=True,
-            )
-        return self._parse(DeleteResult.from_json, self._decode(reply, call), call)
+        state = RetryState(self.retry, call.method, call.path, Safety.IDEMPOTENT)
+        while True:
+            reply = self._send_in(state, call)
+            if reply.status == 404 and state.maybe_applied:
+                return _deleted_earlier(checked, call)
+            data = self._decode(state, reply, call)
+            if not isinstance(data, _wire.RetryIn):
+                return self._parse(DeleteResult.from_json, data, call)
 
     # ---- embed and files -------------------------------------------------------------------
 
@@ -370,10 +368,19 @@ class AlterClient:
     # ---- plumbing --------------------------------------------------------------------------
 
     def _json(self, call: _wire.Call, safety: Safety = Safety.IDEMPOTENT) -> Any:
-        return self._decode(self._send(call, safety), call)
+        state = RetryState(self.retry, call.method, call.path, safety)
+        while True:
+            data = self._decode(state, self._send_in(state, call), call)
+            if not isinstance(data, _wire.RetryIn):
+                return data
 
-    def _decode(self, reply: _wire.Reply, call: _wire.Call) -> Any:
-        return _wire.decode_json(self._checked(reply, call), call, self._secrets)
+    def _decode(self, state: RetryState, reply: _wire.Reply, call: _wire.Call) -> Any:
+        """The reply's JSON, or `RetryIn` (already waited) to send it again: see `_wire`."""
+        data = _wire.decode_or_retry(state, self._checked(reply, call), call, self._secrets)
+        if isinstance(data, _wire.RetryIn):
+            self.stats.add(retries=1)
+            time.sleep(data.seconds)
+        return data
 
     def _checked(self, reply: _wire.Reply, call: _wire.Call) -> _wire.Reply:
         if not 200 <= reply.status < 300:
@@ -410,17 +417,17 @@ class AlterClient:
         return data if isinstance(data, dict) else {}
 
     def _send(self, call: _wire.Call, safety: Safety) -> _wire.Reply:
-        return self._send_with_state(call, safety)[0]
+        return self._send_in(RetryState(self.retry, call.method, call.path, safety), call)
 
-    def _send_with_state(self, call: _wire.Call, safety: Safety) -> tuple[_wire.Reply, RetryState]:
-        """Attempts until a reply to act on (any status) or a final transport error."""
-        state = RetryState(self.retry, call.method, call.path, safety)
+    def _send_in(self, state: RetryState, call: _wire.Call) -> _wire.Reply:
+        """Attempts (counted in `state`) until a reply to act on (any status) or a final
+        transport error."""
         while True:
             state.begin()
             outcome = self._attempt(call)
             step = _wire.settle(state, outcome, call, self._secrets)
             if isinstance(step, _wire.Reply):
-                return step, state
+                return step
             self.stats.add(retries=1)
             time.sleep(step)
 
@@ -446,6 +453,16 @@ class AlterClient:
         body = b"".join(chunks)
         self.stats.add(nbytes=len(body))
         return _wire.Reply(response.status_code, response.headers, body)
+
+
+def _deleted_earlier(order_id: int, call: _wire.Call) -> DeleteResult:
+    logger.info("DELETE %s: 404 after an ambiguous attempt, taken as deleted", call.path)
+    return DeleteResult(
+        success=True,
+        message="Order deleted (an earlier attempt succeeded; the retry found it gone).",
+        order_id=order_id,
+        already_deleted=True,
+    )
 
 
 def _order_params(

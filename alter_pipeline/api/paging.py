@@ -170,21 +170,26 @@ class AsyncSender:
         self._policy = policy
         self._stats = stats
 
-    async def json(self, call: _wire.Call, safety: Safety = Safety.IDEMPOTENT) -> Any:
-        return self.decode(await self.ok(call, safety), call)
+    def retry_state(self, call: _wire.Call, safety: Safety = Safety.IDEMPOTENT) -> RetryState:
+        """The attempts of one call, shared by its sends and the judging of its bodies."""
+        return RetryState(self._policy, call.method, call.path, safety)
 
-    def decode(self, reply: _wire.Reply, call: _wire.Call) -> Any:
-        return _wire.decode_json(reply, call, self._secrets)
+    async def decode(self, state: RetryState, reply: _wire.Reply, call: _wire.Call) -> Any:
+        """The reply's JSON, or `RetryIn` (already waited) to send it again: see `_wire`."""
+        data = _wire.decode_or_retry(state, reply, call, self._secrets)
+        if isinstance(data, _wire.RetryIn):
+            self._stats.add(retries=1)
+            await asyncio.sleep(data.seconds)
+        return data
 
-    async def ok(self, call: _wire.Call, safety: Safety = Safety.IDEMPOTENT) -> _wire.Reply:
+    async def ok(self, state: RetryState, call: _wire.Call) -> _wire.Reply:
         """The 2xx reply, body not decoded; any other status raises its typed error."""
-        reply = await self.send(call, safety)
+        reply = await self.send(state, call)
         if not 200 <= reply.status < 300:
             raise _wire.error_for(reply, call, self._secrets)
         return reply
 
-    async def send(self, call: _wire.Call, safety: Safety) -> _wire.Reply:
-        state = RetryState(self._policy, call.method, call.path, safety)
+    async def send(self, state: RetryState, call: _wire.Call) -> _wire.Reply:
         while True:
             state.begin()
             outcome = await self._attempt(call)
@@ -421,15 +426,20 @@ class Pager:
             # ask for the same order, or offsets would mean different things.
             params.update(order_by="id", direction="ASC")
         call = _wire.Call("GET", self._listing.path, params, scope=self._listing.scope)
-        reply = await self._sender.ok(call)
-        self._stats.add(pages=1)
-        if self._decoding is not None and not _wire.is_html(reply):
-            decoded = await self._decoding.decode(reply.body)
-            if decoded is not None:
-                return _Fetched(decoded.ids, decoded.total, decoded=decoded, body=reply.body)
-        # No decoder, or one that cannot read this body: JSON, with its errors.
-        items, total = self._unwrap(self._sender.decode(reply, call), call)
-        return _Fetched([_row_id(row) for row in items], total, items=items)
+        state = self._sender.retry_state(call)
+        while True:
+            reply = await self._sender.ok(state, call)
+            self._stats.add(pages=1)
+            if self._decoding is not None and not _wire.is_html(reply):
+                decoded = await self._decoding.decode(reply.body)
+                if decoded is not None:
+                    return _Fetched(decoded.ids, decoded.total, decoded=decoded, body=reply.body)
+            # No decoder, or one that cannot read this body: JSON, with its errors (a body
+            # that is no JSON at all is fetched again, like a 5xx).
+            data = await self._sender.decode(state, reply, call)
+            if not isinstance(data, _wire.RetryIn):
+                items, total = self._unwrap(data, call)
+                return _Fetched([_row_id(row) for row in items], total, items=items)
 
     def _unwrap(self, data: Any, call: _wire.Call) -> tuple[list[dict], int]:
         envelope = data.get(self._listing.envelope) if isinstance(data, dict) else None

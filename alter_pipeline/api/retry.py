@@ -1,6 +1,8 @@
 """Timeouts, the retry policy and the per-call retry decision shared by the sync and async paths.
 
-Retried: connection errors, timeouts, 429, 500, 502, 503 and 504, with exponential backoff and
+Retried: connection errors, timeouts, 429, 500, 502, 503 and 504, and a 2xx whose body is not
+JSON at all (an HTML page from a proxy or captive portal, an empty or truncated body: what a
+maintenance page or a cut connection leaves), with exponential backoff and
 full jitter (sleep uniformly in [0, min(max_delay, base_delay * 2**(attempt-1))]), or exactly
 the server's `Retry-After` (seconds or an HTTP date) when it sends one. Bounded by
 `max_attempts` and by a total `deadline` per call: a wait that would end past the deadline is not
@@ -158,6 +160,17 @@ class RetryState:
             if self.safety is Safety.NOT_IDEMPOTENT:
                 return None
             self.maybe_applied = True
+        return self._next_delay(reason, None)
+
+    def after_bad_body(self, reason: str) -> float | None:
+        """Delay before the next attempt after a 2xx whose body is not JSON, or None when final.
+
+        Such a body comes from something between us and the API (a proxy's maintenance page,
+        a connection cut at a message boundary), like a 502 does: retried on the same terms as
+        a 5xx. Not for a call that is not idempotent: the server may have acted on it."""
+        if self.safety is Safety.NOT_IDEMPOTENT:
+            return None
+        self.maybe_applied = True
         return self._next_delay(reason, None)
 
     def _next_delay(self, reason: str, retry_after: float | None) -> float | None:

@@ -7,9 +7,13 @@ Layout under the lake's URL::
     CURRENT                                                         {"snapshot_id": ...}
 
 A snapshot becomes current when one write overwrites CURRENT. An object write is atomic on S3
-(pyarrow 26 uploads even a tiny object as a multipart upload: the object appears, whole, when
-the upload completes) and S3 reads are strongly consistent, so a reader sees the old snapshot
-or the new one. Objects of a snapshot CURRENT never named are garbage that a later writer
+and S3 reads are strongly consistent, so a reader sees the old snapshot or the new one. On S3
+that write is conditional (a compare-and-swap, see `set_current`): `If-Match` on the ETag of
+the CURRENT the writer read before uploading, or `If-None-Match: *` for a lake's first
+snapshot; S3 answers 412 when another writer switched CURRENT meanwhile, and nothing is
+published. pyarrow cannot send those headers, so this one request goes through boto3 (the
+`s3` extra). A store that refuses conditional writes gets today's check-then-write, with a
+warning. Objects of a snapshot CURRENT never named are garbage that a later writer
 collects. `Lake` (snapshot.py) drives this module: it stages snapshots in a local mirror and
 publishes them here.
 
@@ -27,20 +31,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.fs as pafs
 
 if TYPE_CHECKING:  # DuckDB is imported where used: loading the code location skips it
     import duckdb
+
+log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
@@ -89,11 +97,39 @@ def object_store(url: str) -> tuple[pafs.FileSystem, str]:
     return filesystem, path.rstrip("/")
 
 
+@dataclass(frozen=True)
+class Pointer:
+    """CURRENT as one writer read it: the snapshot it named (None: no CURRENT yet) and the
+    object's ETag (None when the store was read without one), the version a compare-and-swap
+    of CURRENT is conditional on."""
+
+    snapshot_id: str | None
+    etag: str | None = None
+
+
+class CurrentMoved(Exception):
+    """CURRENT no longer is what the writer read: another writer published. `now` is the
+    snapshot it names now, when known."""
+
+    def __init__(self, now: str | None) -> None:
+        super().__init__(now)
+        self.now = now
+
+
+# S3's answers to a failed condition: 412, or 409 when a concurrent conditional write to the
+# same key is still in progress (the other writer is about to win).
+_CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+# How S3-compatible servers that lack conditional writes refuse the headers.
+_CONDITIONS_REFUSED = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest"})
+
+
 class RemoteStore:
     """The object-store side of one lake: snapshot transfers and the CURRENT pointer."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        # False once the store refused a conditional write: later publishes skip the attempt.
+        self._conditional = True
 
     @cached_property
     def _opened(self) -> tuple[pafs.FileSystem, str]:
@@ -131,8 +167,34 @@ class RemoteStore:
         data = self.read_bytes(CURRENT)
         return None if data is None else json.loads(data)["snapshot_id"]
 
-    def set_current(self, snapshot_id: str) -> None:
+    def read_current(self) -> Pointer:
+        """CURRENT with its ETag (from S3, when boto3 is installed), to publish against."""
+        s3 = self._s3 if self._conditional else None
+        if s3 is None:
+            return Pointer(self.current_id())
+        bucket, key = s3
+        try:
+            reply = self._boto.get_object(Bucket=bucket, Key=key)
+            data = reply["Body"].read()
+        except self._boto.exceptions.NoSuchKey:
+            return Pointer(None)
+        except Exception as error:  # botocore's errors share no base with OSError
+            raise self._os_error("read", error) from None
+        return Pointer(json.loads(data)["snapshot_id"], reply.get("ETag"))
+
+    def set_current(self, snapshot_id: str, expected: Pointer | None = None) -> None:
+        """Switch CURRENT to `snapshot_id`, provided it is still `expected` (as read by
+        `read_current`); else `CurrentMoved`, and CURRENT is left as the other writer set it.
+
+        On S3 a conditional PUT decides, atomically: of two writers racing from one CURRENT
+        exactly one wins. Elsewhere (a store that refuses conditional writes, boto3 not
+        installed, other schemes) CURRENT is re-read and compared just before the write, which
+        leaves a window of a few milliseconds in which two writers both switch."""
         data = json.dumps({"snapshot_id": snapshot_id}).encode()
+        if expected is not None and self._can_swap(expected) and self._put_if(data, expected):
+            return
+        if expected is not None and (now := self.current_id()) != expected.snapshot_id:
+            raise CurrentMoved(now)
         if not self.is_local:
             self.write_bytes(CURRENT, data)  # one object write: the atomic switch
             return
@@ -140,6 +202,73 @@ class RemoteStore:
         staged = f"{CURRENT}.{uuid.uuid4().hex}"
         self.write_bytes(staged, data)
         self.fs.move(self.path(staged), self.path(CURRENT))
+
+    def _can_swap(self, expected: Pointer) -> bool:
+        # An ETag to match, or no CURRENT to create; a Pointer read without boto3 has neither.
+        known = expected.etag is not None or expected.snapshot_id is None
+        return known and self._conditional and self._s3 is not None
+
+    def _put_if(self, data: bytes, expected: Pointer) -> bool:
+        """The conditional PUT of CURRENT: True once written; False when the store refused
+        the condition (the caller falls back); `CurrentMoved` when the condition failed."""
+        assert self._s3 is not None
+        bucket, key = self._s3
+        condition = (
+            {"IfMatch": expected.etag} if expected.etag is not None else {"IfNoneMatch": "*"}
+        )
+        try:
+            self._boto.put_object(Bucket=bucket, Key=key, Body=data, **condition)
+            return True
+        except self._boto.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _CONDITION_FAILED or status == 412:
+                moved = True
+            elif code in _CONDITIONS_REFUSED or status == 501:
+                moved = False
+            else:
+                raise self._os_error("write", error) from None
+        except Exception as error:  # connection failures: botocore's own hierarchy
+            raise self._os_error("write", error) from None
+        if moved:
+            raise CurrentMoved(self.current_id())
+        self._conditional = False
+        log.warning(
+            "the object store at %s refuses conditional writes: CURRENT is switched by "
+            "check-then-write, so two writers switching in the same instant may both succeed "
+            "(the last one wins); run one writer per lake",
+            self.location,
+        )
+        return False
+
+    @cached_property
+    def _s3(self) -> tuple[str, str] | None:
+        """Bucket and key of CURRENT when the lake is on S3 and boto3 can write it
+        conditionally; None otherwise (with a warning, once, when only boto3 is missing)."""
+        if urlsplit(self.url).scheme != "s3":
+            return None
+        try:
+            import boto3  # noqa: F401  (optional: the `s3` extra)
+        except ImportError:
+            log.warning(
+                "boto3 is not installed: CURRENT at %s is switched by check-then-write, "
+                "without a compare-and-swap; pip install 'alter-pipeline[s3]'",
+                self.location,
+            )
+            return None
+        bucket, _, prefix = self.base.partition("/")
+        return bucket, f"{prefix}/{CURRENT}" if prefix else CURRENT
+
+    @cached_property
+    def _boto(self) -> Any:
+        import boto3  # optional (the `s3` extra), and 0.3 s to import: only when publishing
+
+        return boto3.client("s3", **_boto_options(self.url))
+
+    def _os_error(self, verb: str, error: Exception) -> OSError:
+        # botocore's messages name the bucket and key, never the secret; scrubbed anyway.
+        detail = scrub(f"{type(error).__name__}: {error}", self.url)
+        return OSError(f"could not {verb} {CURRENT} at {self.location}: {detail}")
 
     def manifest(self, snapshot_id: str) -> dict[str, Any] | None:
         data = self.read_bytes("snapshots", snapshot_id, MANIFEST)
@@ -242,6 +371,25 @@ class RemoteStore:
     def _upload(self, local: Path, remote_path: str) -> None:
         with open(local, "rb") as source, self._output(remote_path) as out:
             shutil.copyfileobj(source, out, 1 << 20)
+
+
+def _boto_options(url: str) -> dict[str, str]:
+    """boto3's client settings for the same endpoint and region as pyarrow's client: the URL's
+    `endpoint_override`, `scheme` and `region` options first, then the AWS variables."""
+    options: dict[str, str] = {}
+    query = dict(parse_qsl(urlsplit(url).query))
+    endpoint = query.get("endpoint_override") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        has_scheme = "://" in endpoint
+        options["endpoint_url"] = (
+            endpoint if has_scheme else f"{query.get('scheme', 'https')}://{endpoint}"
+        )
+    region = (
+        query.get("region") or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    )
+    if region:
+        options["region_name"] = region
+    return options
 
 
 def _run_all(task: Callable[[Any], None], items: Iterable[Any]) -> None:

@@ -19,21 +19,24 @@ commit publishes the snapshot before switching the mirror:
 
 1. upload the snapshot's own files; carried-over files (the parent's, hard-linked) are copied
    server-side from the parent's objects; the manifest last;
-2. re-read CURRENT: if it no longer names the parent, another writer published meanwhile:
-   `LakeConflictError`, nothing switched;
-3. PUT CURRENT (the atomic switch every machine observes), then rename and swap `lake`
-   locally, then collect old snapshots in the store and in the mirror.
+2. switch CURRENT with a conditional PUT (`If-Match` the ETag of the CURRENT read before the
+   upload, `If-None-Match: *` for a lake's first snapshot): the atomic switch every machine
+   observes. If another writer published meanwhile, S3 refuses it (412): `LakeConflictError`,
+   nothing switched;
+3. rename and swap `lake` locally, then collect old snapshots in the store and in the mirror.
 
 `current()` reads CURRENT (a HEAD and a GET of a tiny object) and, when the mirror lacks that
 snapshot, downloads it (files the mirror already has are hard-linked) and swaps `lake` to it,
 so every local reader follows the store. A sync killed at any point leaves CURRENT unchanged;
 the objects of a snapshot it never published are deleted by a later writer's garbage collection.
 
-Limits. The fcntl lock serialises writers of one mirror only. Across machines the guards are
-the compare-before-switch of step 2 and Dagster's one-run-per-storefront concurrency limit;
-S3 offers no compare-and-swap reachable from pyarrow, so two writers that both pass step 2
-within the same instant (between one's GET and its PUT, a few milliseconds) both switch, and
-the last PUT wins: the other's snapshot is dropped (its events may already have been sent).
+Limits. The fcntl lock serialises writers of one mirror only. Across machines the guard is
+the compare-and-swap of step 2 (S3 and S3-compatible stores that support conditional writes;
+boto3, from the `s3` extra, sends them), besides Dagster's one-run-per-storefront concurrency
+limit. Where the store refuses conditional writes (or for other schemes, or without boto3) the
+switch falls back to re-reading CURRENT just before the PUT, with a warning: two writers that
+both pass that check within the same instant (a few milliseconds) both switch, and the last
+PUT wins. A store that silently ignores the condition headers cannot be told apart.
 Snapshot ids sort by time, and a new id always sorts after its parent's (even with clocks
 skewed between machines). Garbage collection deletes snapshots older than the current one
 outside its `keep` most recent ancestors, so a reader must finish a query on a snapshot
@@ -60,7 +63,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alter_pipeline.lake.remote import RemoteStore, attach_to_duckdb
+from alter_pipeline.lake.compaction import CompactionPolicy, compact_table
+from alter_pipeline.lake.remote import CurrentMoved, RemoteStore, attach_to_duckdb
 
 log = logging.getLogger(__name__)
 
@@ -252,14 +256,27 @@ class SnapshotWriter:
             for name in self.parent.manifest["tables"]:
                 if name not in self._tables and name not in self._dropped:
                     self.carry_over(name)
+        compacted = self._compact()
         tables = {name: {"rows": _count_rows(self.tmp_dir / name)} for name in sorted(self._tables)}
-        return {
+        manifest = {
             "snapshot_id": self.snapshot_id,
             "created_at": datetime.now(UTC).isoformat(),
             "parent": self.parent.snapshot_id if self.parent else None,
             "tables": tables,
             "meta": self.meta,
         }
+        if compacted:  # not in meta: meta carries forward to the next snapshot
+            manifest["compacted"] = compacted
+        return manifest
+
+    def _compact(self) -> dict[str, int]:
+        """Merge small files of tables that gained too many (see compaction.py): files
+        merged away per table."""
+        merged = {
+            name: compact_table(self.tmp_dir / name, self.snapshot_id, self.lake.compaction)
+            for name in sorted(self._tables)
+        }
+        return {name: count for name, count in merged.items() if count}
 
 
 def _count_rows(folder: Path) -> int:
@@ -270,12 +287,20 @@ class Lake:
     """The lake in local directory `data_dir`; with `remote` (an object-store URL) that
     directory is a mirror of the lake published at the URL (see the module docstring)."""
 
-    def __init__(self, data_dir: Path, *, remote: str | None = None, keep: int = 3) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        remote: str | None = None,
+        keep: int | None = None,
+        compaction: CompactionPolicy | None = None,
+    ) -> None:
         self.root = Path(data_dir)
         self.link = self.root / "lake"
         self.snapshots_dir = self.root / "snapshots"
-        self.keep = keep
+        self.keep = keep if keep is not None else snapshots_kept()
         self.remote = RemoteStore(remote) if remote else None
+        self.compaction = compaction or CompactionPolicy()
 
     @property
     def location(self) -> str:
@@ -458,30 +483,33 @@ class Lake:
 
     def _publish(self, writer: SnapshotWriter) -> None:
         """Upload the staged snapshot and switch CURRENT to it, unless another writer
-        switched it since this one read its parent."""
+        switched it since this one read its parent: the switch is conditional on the CURRENT
+        read here, before uploading (a compare-and-swap on S3, see remote.py)."""
         assert self.remote is not None
         parent_id = writer.parent.snapshot_id if writer.parent else None
-        self._ensure_still_current(parent_id, writer.snapshot_id)  # before uploading in vain
+        seen = self.remote.read_current()
+        if seen.snapshot_id != parent_id:  # before uploading in vain
+            raise self._conflict(seen.snapshot_id, parent_id, writer.snapshot_id)
         carried = _carried_files(writer)
         try:
             self.remote.upload_snapshot(writer.tmp_dir, writer.snapshot_id, parent_id, carried)
         except OSError:
             # e.g. the parent's objects, source of the copies, collected by newer writers
-            self._ensure_still_current(parent_id, writer.snapshot_id)
+            if (now := self.remote.current_id()) != parent_id:
+                raise self._conflict(now, parent_id, writer.snapshot_id) from None
             raise
-        self._ensure_still_current(parent_id, writer.snapshot_id)
-        self.remote.set_current(writer.snapshot_id)
+        try:
+            self.remote.set_current(writer.snapshot_id, expected=seen)
+        except CurrentMoved as moved:
+            raise self._conflict(moved.now, parent_id, writer.snapshot_id) from None
 
-    def _ensure_still_current(self, parent_id: str | None, snapshot_id: str) -> None:
-        assert self.remote is not None
-        now = self.remote.current_id()
-        if now != parent_id:
-            raise LakeConflictError(
-                f"another writer published snapshot {now} to {self.location} while snapshot "
-                f"{snapshot_id} was being written from {parent_id or 'an empty lake'}; "
-                "CURRENT was left naming theirs and nothing of this run was published. "
-                "Re-running is safe: it starts from their snapshot."
-            )
+    def _conflict(self, now: str | None, parent_id: str | None, snapshot_id: str) -> Exception:
+        return LakeConflictError(
+            f"another writer published snapshot {now} to {self.location} while snapshot "
+            f"{snapshot_id} was being written from {parent_id or 'an empty lake'}; "
+            "CURRENT was left naming theirs and nothing of this run was published. "
+            "Re-running is safe: it starts from their snapshot."
+        )
 
     def _remove_stale_temporaries(self) -> None:
         # Only called under the lock, so no other writer owns the .tmp-<id> directories;
@@ -506,6 +534,27 @@ class Lake:
             if Path(linked).name != old.name:
                 shutil.rmtree(old, ignore_errors=True)
 
+    def tidy(self, *, lock_timeout: float = 600.0) -> list[str]:
+        """Maintenance, under the writers' lock: delete temporaries left by killed processes
+        and snapshots beyond the `keep` most recent (in the mirror and, with a remote, in the
+        store: those outside the current one's `keep` ancestors). A commit does the same; this
+        covers a lake nobody writes to any more. The names removed (store ones prefixed)."""
+        with self.lock(lock_timeout):
+            before = self._snapshot_entries()
+            self._remove_stale_temporaries()
+            self._collect_garbage()
+            removed = sorted(before - self._snapshot_entries())
+            current_id = self.remote.current_id() if self.remote is not None else None
+            if self.remote is not None and current_id is not None:
+                deleted = self.remote.collect_garbage(self.keep, current_id)
+                removed += [f"{self.remote.location}/snapshots/{s}" for s in deleted]
+        return removed
+
+    def _snapshot_entries(self) -> set[str]:
+        if not self.snapshots_dir.is_dir():
+            return set()
+        return {p.name for p in self.snapshots_dir.iterdir()}
+
     def _collect_garbage_if_idle(self) -> None:
         # A writer holding the lock may be reading an old snapshot: it collects at its commit.
         with self._try_lock() as locked:
@@ -521,6 +570,24 @@ class Lake:
             return
         if deleted:
             log.info("deleted %d old snapshots at %s", len(deleted), self.location)
+
+
+SNAPSHOTS_KEPT_ENV = "ALTER_SNAPSHOTS_KEPT"
+DEFAULT_SNAPSHOTS_KEPT = 3
+
+
+def snapshots_kept() -> int:
+    """How many snapshots a lake keeps: `ALTER_SNAPSHOTS_KEPT`, default 3 (the current one,
+    the parent a sync diffs against, and one for a reader still querying the one before)."""
+    text = os.environ.get(SNAPSHOTS_KEPT_ENV, "").strip()
+    if not text:
+        return DEFAULT_SNAPSHOTS_KEPT
+    if not text.isdigit() or int(text) < 2:
+        raise ValueError(
+            f"{SNAPSHOTS_KEPT_ENV}={text!r}: must be a whole number of at least 2 (the current "
+            "snapshot and the one change detection diffs it against)"
+        )
+    return int(text)
 
 
 def lake_at(data_dir: Path, remote: str | None = None, root: Path | None = None) -> Lake:

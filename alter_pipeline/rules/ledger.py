@@ -172,3 +172,22 @@ class Ledger:
         with self._lock:
             rows = self._db.execute(sql, () if order_id is None else (order_id,)).fetchall()
         return [Entry(Key(*row[:5]), row[5], row[6], row[7]) for row in rows]
+
+    # ---- retention ----------------------------------------------------------------------------
+
+    def prune(self, before: float) -> int:
+        """Forget finished transitions (applied, skipped, failed) resolved before `before`;
+        returns how many. Claims in flight stay whatever their age (a crashed run's claim is
+        what makes the next run re-read the order first), and so does the newest applied
+        transition of each order, rule, from and to: the "would undo another rule" check
+        reads it, however old. An older row's data version (`eval_key`) cannot come back:
+        rules runs evaluate the current snapshot only."""
+        with self._lock:
+            return self._db.execute(
+                "DELETE FROM transitions AS t WHERE t.state IN (?, ?, ?) AND t.resolved_at < ? "
+                "AND NOT (t.state = ? AND t.resolved_at = (SELECT max(n.resolved_at) "
+                "FROM transitions n WHERE n.order_id = t.order_id AND n.rule_id = t.rule_id "
+                "AND n.from_status = t.from_status AND n.to_status = t.to_status "
+                "AND n.state = ?))",
+                (APPLIED, SKIPPED, FAILED, before, APPLIED, APPLIED),
+            ).rowcount

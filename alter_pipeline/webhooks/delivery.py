@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from alter_pipeline.api.retry import parse_retry_after as parse_retry_after_header
-from alter_pipeline.config import Settings
+from alter_pipeline.config import Settings, retention_days
 from alter_pipeline.webhooks.clock import Clock, fixed_clock, system_clock
 from alter_pipeline.webhooks.config import Endpoint, Subscriptions, load_subscriptions
 from alter_pipeline.webhooks.outbox import Claim, Outbox
@@ -51,7 +51,8 @@ ERROR_TEXT_LIMIT = 300
 LEASE_MARGIN_S = 30.0  # a lease outlives the attempt's own timeout by this much
 CONCURRENCY = 16
 PER_ENDPOINT_CONCURRENCY = 8
-DELIVERED_RETENTION = timedelta(days=30)
+DELIVERED_RETENTION = timedelta(days=30)  # default of ALTER_WEBHOOK_RETENTION_DAYS
+WEBHOOK_RETENTION_ENV = "ALTER_WEBHOOK_RETENTION_DAYS"
 DEFAULT_MAX_BATCH = 10_000
 
 
@@ -359,6 +360,12 @@ def resolve_targets(
     return targets
 
 
+def delivered_retention() -> timedelta:
+    """How long delivered rows stay in the outbox (`ALTER_WEBHOOK_RETENTION_DAYS`, 30)."""
+    default = DELIVERED_RETENTION.total_seconds() / 86400
+    return timedelta(days=retention_days(WEBHOOK_RETENTION_ENV, default))
+
+
 def deliver_due(
     settings: Settings,
     now: datetime | None = None,
@@ -380,7 +387,7 @@ def deliver_due(
     subscriptions = subscriptions or load_subscriptions(settings.webhooks_file)
     started = time.monotonic()
     with Outbox.open(settings.data_dir) as outbox:
-        outbox.prune((clock() - DELIVERED_RETENTION).timestamp())
+        outbox.prune((clock() - delivered_retention()).timestamp())
         report = DeliveryReport()
         targets = resolve_targets(subscriptions, outbox, report)
         deliverer = Deliverer(

@@ -526,19 +526,23 @@ class Outbox:
         row = cursor.fetchone()
         return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
 
-    def prune(self, before: float) -> int:
-        """Forget delivered rows (and their attempt log) settled before `before`."""
+    def prune(self, before: float) -> dict[str, int]:
+        """Forget delivered rows (and their attempt log) settled before `before`, and the
+        bodies of events no delivery refers to any more. Pending rows (a retry to come) and
+        dead ones (kept for `webhooks replay`) stay, whatever their age; the ingestion cursor
+        is a sequence kept in `meta`, so a forgotten event is never taken in again. Rows
+        removed, per table."""
         with self.transaction() as db:
-            db.execute(
+            attempts = db.execute(
                 "DELETE FROM attempts WHERE (endpoint_id, event_id) IN (SELECT endpoint_id, "
                 "event_id FROM deliveries WHERE state = 'delivered' AND delivered_at < ?)",
                 (before,),
-            )
-            removed = db.execute(
+            ).rowcount
+            deliveries = db.execute(
                 "DELETE FROM deliveries WHERE state = 'delivered' AND delivered_at < ?", (before,)
             ).rowcount
-            db.execute(
+            events = db.execute(
                 "DELETE FROM events WHERE NOT EXISTS "
                 "(SELECT 1 FROM deliveries d WHERE d.event_id = events.event_id)"
-            )
-        return removed
+            ).rowcount
+        return {"deliveries": deliveries, "attempts": attempts, "events": events}

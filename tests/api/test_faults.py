@@ -317,27 +317,88 @@ def test_429_after_retries_is_rate_limited_with_hint(
     assert scripted.count("GET", "/auth/check") == 4
 
 
-def test_html_body_is_protocol_error(scripted: ScriptedServer, client: AlterClient) -> None:
-    page = b"<!doctype html><html><body>Sign in to the Wi-Fi</body></html>"
-    scripted.on("GET", "/auth/check", Reply(200, page, content_type="text/html; charset=utf-8"))
+HTML_200 = Reply(
+    200,
+    b"<!doctype html><html><body>Sign in to the Wi-Fi</body></html>",
+    content_type="text/html; charset=utf-8",
+)
+BAD_200_BODIES = {
+    "html": HTML_200,
+    "empty": Reply(200, b""),
+    "cut": Reply(200, b'{"ok": true, "storefrontId": 1'),
+    "plain-text": Reply(200, b"ok", content_type="text/plain"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_200_BODIES))
+def test_200_without_json_is_retried_for_reads(
+    scripted: ScriptedServer, client: AlterClient, kind: str
+) -> None:
+    scripted.on("GET", "/auth/check", BAD_200_BODIES[kind], AUTH_OK)
+    assert client.auth_check().ok is True
+    assert scripted.count("GET", "/auth/check") == 2
+    assert client.stats.snapshot().retries == 1
+
+
+def test_html_body_is_protocol_error_after_retries(
+    scripted: ScriptedServer, client: AlterClient
+) -> None:
+    scripted.on("GET", "/auth/check", HTML_200)
     with pytest.raises(ProtocolError, match="HTML") as caught:
         client.auth_check()
     assert caught.value.status == 200
     assert caught.value.content_type == "text/html; charset=utf-8"
     assert caught.value.snippet.startswith("<!doctype html>")
+    assert scripted.count("GET", "/auth/check") == 4  # fast_retry: max_attempts=4
 
 
-def test_non_json_body_is_protocol_error(scripted: ScriptedServer, client: AlterClient) -> None:
-    scripted.on("GET", "/auth/check", Reply(200, b"ok", content_type="text/plain"))
+def test_non_json_body_is_protocol_error_after_retries(
+    scripted: ScriptedServer, client: AlterClient
+) -> None:
+    scripted.on("GET", "/auth/check", BAD_200_BODIES["plain-text"])
     with pytest.raises(ProtocolError, match="not valid JSON") as caught:
         client.auth_check()
     assert caught.value.snippet == "ok"
+    assert scripted.count("GET", "/auth/check") == 4
 
 
-def test_cut_json_is_protocol_error(scripted: ScriptedServer, client: AlterClient) -> None:
-    scripted.on("GET", "/auth/check", Reply(200, b'{"ok": true, "storefrontId": 1'))
+def test_cut_json_is_protocol_error_after_retries(
+    scripted: ScriptedServer, client: AlterClient
+) -> None:
+    scripted.on("GET", "/auth/check", BAD_200_BODIES["cut"])
     with pytest.raises(ProtocolError, match="not valid JSON"):
         client.auth_check()
+    assert scripted.count("GET", "/auth/check") == 4
+
+
+def test_batch_read_is_retried_after_an_empty_200(
+    scripted: ScriptedServer, client: AlterClient
+) -> None:
+    order = example("order_detail.response")["order"]
+    scripted.on(
+        "POST", "/customer-orders/batch",
+        BAD_200_BODIES["empty"], json_reply(200, {"orders": [{**order, "id": 3}]}),
+    )  # fmt: skip
+    assert [o.id for o in client.get_orders([3])] == [3]
+    assert scripted.count("POST", "/customer-orders/batch") == 2
+
+
+def test_delete_after_an_html_200_then_404_counts_as_deleted(
+    scripted: ScriptedServer, client: AlterClient
+) -> None:
+    # The proxy's page may hide a delete that happened: the retry's 404 confirms it.
+    scripted.on("DELETE", "/customer-orders/5", HTML_200, json_reply(404, {}))
+    result = client.delete_order(5)
+    assert result.success and result.already_deleted
+
+
+def test_embed_session_not_retried_after_an_html_200(
+    scripted: ScriptedServer, client: AlterClient
+) -> None:
+    scripted.on("POST", "/embed/session", HTML_200, EMBED_OK)
+    with pytest.raises(ProtocolError, match="HTML"):
+        embed(client)
+    assert scripted.count("POST", "/embed/session") == 1
 
 
 def test_truncated_body_is_protocol_error_after_retries(

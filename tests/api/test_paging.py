@@ -317,6 +317,33 @@ def test_401_mid_listing_raises_from_the_iterator(
     assert len(seen) == 1 and len(seen[0].items) == 50
 
 
+@pytest.mark.parametrize(
+    "bad_body",
+    [Reply(200, b"<html>maintenance</html>", content_type="text/html"), Reply(200, b"")],
+    ids=["html", "empty"],
+)
+def test_page_with_a_200_that_is_not_json_is_fetched_again(
+    scripted: ScriptedServer, make_client: Callable[..., AlterClient], bad_body: Reply
+) -> None:
+    failed: set[int] = set()
+
+    def page(hit: Any) -> Reply:
+        offset, limit = int(hit.query["offset"]), int(hit.query["limit"])
+        if offset > 0 and not failed:  # the first page after the first, once
+            failed.add(offset)
+            return bad_body
+        rows = [{"id": i} for i in range(offset + 1, min(offset + limit, 120) + 1)]
+        return json_reply(200, {"order": {"items": rows, "total": 120}})
+
+    scripted.on("GET", "/customer-orders", page)
+    client = make_client(scripted.base_url)
+    ids = [
+        row["id"] for p in client.iter_order_pages(concurrency=2, page_size=50) for row in p.items
+    ]
+    assert sorted(set(ids)) == list(range(1, 121))
+    assert failed and client.stats.snapshot().retries == 1
+
+
 def test_stopping_early_ends_the_background_thread() -> None:
     source = ChangingList(400)
     settings_ = PagerSettings(

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from urllib.parse import urlsplit
 
 import duckdb
@@ -114,7 +115,7 @@ def test_a_sync_killed_before_the_switch_leaves_current_intact_and_is_collected_
         import os, signal, pyarrow as pa
         from alter_pipeline.lake import Lake
         from alter_pipeline.lake.remote import RemoteStore
-        RemoteStore.set_current = lambda self, _: os.kill(os.getpid(), signal.SIGKILL)
+        RemoteStore.set_current = lambda self, *_, **__: os.kill(os.getpid(), signal.SIGKILL)
         with Lake({str(tmp_path / "a")!r}, remote={s3_url!r}).write() as writer:
             writer.write_table("orders", pa.table({{"id": pa.array(range(1000))}}))
         """
@@ -173,6 +174,72 @@ def test_the_second_of_two_writers_racing_from_one_parent_fails_with_a_conflict(
     assert not (tmp_path / "two" / "snapshots" / loser).exists()
     write_snapshot(two, orders=[1, 2, 3])  # re-running works, and collects the loser's objects
     assert loser not in stored_snapshots(s3_server, s3_url)
+
+
+RACES = 10
+
+
+def race_to_switch(lakes: list[Lake], orders: list[int]) -> dict[str, str | Exception]:
+    """Each lake commits a snapshot at the same time; both pass every check before either
+    switches CURRENT (a barrier at the switch). What each commit returned or raised."""
+    barrier = threading.Barrier(len(lakes), timeout=30)
+    outcomes: dict[str, str | Exception] = {}
+
+    def commit(name: str, lake: Lake) -> None:
+        switch = lake.remote.set_current
+
+        def switch_together(*args, **kwargs):
+            barrier.wait()
+            switch(*args, **kwargs)
+
+        lake.remote.set_current = switch_together
+        try:
+            outcomes[name] = write_snapshot(lake, orders=orders)
+        except LakeConflictError as error:
+            outcomes[name] = error
+        finally:
+            del lake.remote.set_current
+
+    threads = [
+        threading.Thread(target=commit, args=(lake.root.name, lake), daemon=True) for lake in lakes
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
+
+
+def test_of_two_writers_racing_to_switch_current_exactly_one_wins_every_time(
+    s3_server, s3_url, tmp_path
+):
+    one, two = Lake(tmp_path / "one", remote=s3_url), Lake(tmp_path / "two", remote=s3_url)
+    for race in range(RACES):  # the first race creates CURRENT, the others replace it
+        outcomes = race_to_switch([one, two], orders=[race])
+        assert len(outcomes) == 2, "a writer neither committed nor conflicted"
+        won = [o for o in outcomes.values() if isinstance(o, str)]
+        lost = [o for o in outcomes.values() if isinstance(o, LakeConflictError)]
+        assert len(won) == 1 and len(lost) == 1, outcomes
+        assert current_object(s3_server, s3_url) == {"snapshot_id": won[0]}
+        loser = one if outcomes["one"] is lost[0] else two
+        assert loser.current().snapshot_id == won[0]  # nothing of its own was published
+        assert ids_of(loser, "orders") == [race]
+    conditions = [r.condition for r in s3_server.requests if r.path.endswith("/CURRENT")]
+    assert "If-None-Match: *" in conditions
+    assert sum(1 for c in conditions if c and c.startswith("If-Match: ")) >= 2 * (RACES - 1)
+
+
+def test_a_store_refusing_conditional_writes_is_switched_by_check_then_write_with_a_warning(
+    s3_server, s3_url, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(s3_server, "refuse_conditional_writes", True)
+    lake = Lake(tmp_path / "a", remote=s3_url)
+    write_snapshot(lake, orders=[1])
+    latest = write_snapshot(lake, orders=[1, 2])
+    assert current_object(s3_server, s3_url) == {"snapshot_id": latest}
+    assert ids_of(Lake(tmp_path / "b", remote=s3_url), "orders") == [1, 2]
+    warnings = [r for r in caplog.records if "refuses conditional writes" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
 
 
 def test_garbage_collection_keeps_keep_snapshots_and_never_a_newer_one(s3_server, s3_url, tmp_path):
