@@ -41,7 +41,7 @@ from alter_pipeline.contract import MAX_PAGE_SIZE
 
 PAGE = MAX_PAGE_SIZE
 # Agreement must come within this many rounds (one read of `total` each, plus locating).
-MAX_ROUNDS = 8
+MAX_ROUNDS = 12
 
 
 class ListingPage(Protocol):

@@ -360,7 +360,10 @@ class SelfCheck:
         if updates is not None:
             confirm = functools.partial(reread_into, self._client, updates)
         assert confirm is not None
-        budget = self._budget or selfcheck.listing_cost(len(held))
+        # Locating may cost what one listing costs before an incremental sync lists instead;
+        # a reconcile has no cheaper way out, so it may spend twice that before it fails.
+        listing = selfcheck.listing_cost(len(held))
+        budget = self._budget or (listing if updates is not None else 2 * max(listing, 32))
         result = selfcheck.converge(
             held, self.newest, self.listing(), confirm, budget=budget, escalate=updates is not None
         )

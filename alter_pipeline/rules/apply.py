@@ -273,7 +273,9 @@ class Applier:
             return FAILED, f"re-read failed: {error}"
         raw = fresh.get(c.order_id)
         if raw is None:
-            return FAILED, "order no longer exists (the batch read did not return it)"
+            # Deleted since the snapshot (a shopper abandoned the cart): nothing left to move,
+            # and no reason to turn the run red; the refresh records the deletion.
+            return SKIPPED, "order no longer exists (the batch read did not return it)"
         try:
             facts = OrderFacts.from_raw(raw, self.synced.get(c.order_id))
         except RecordError as problem:
@@ -293,7 +295,7 @@ class Applier:
         try:
             self.client.set_order_status(c.order_id, c.to_status)
         except NotFoundError as error:
-            outcome, detail = FAILED, f"order not found (deleted?): {error}"
+            outcome, detail = SKIPPED, f"order not found (deleted meanwhile): {error}"
         except Exception as error:  # recorded; the other orders go on
             outcome, detail = FAILED, f"{type(error).__name__}: {error}"
         else:
@@ -430,7 +432,7 @@ def apply_rules(
     if refresh:
         # Orders found gone or moved are refreshed too: the lake records their deletion or
         # status, so the next run does not plan (and fail or skip) them again.
-        gone = [r.order_id for r in report.failed if r.detail.startswith(GONE)]
+        gone = [r.order_id for r in report.outcome(SKIPPED) if r.detail.startswith(GONE)]
         moved = [r.order_id for r in report.outcome(SKIPPED) if r.detail.startswith(MOVED)]
         changed = [r.order_id for r in report.applied]
         report.refresh = refresh_changed(client, lake, changed + gone + moved, logger)
