@@ -93,7 +93,7 @@ class MonitoredRunLauncher(DefaultRunLauncher):
 
     def launch_run(self, context: LaunchRunContext) -> None:
         # Run workers of the DefaultRunLauncher start on this machine (its code server's).
-        context.instance.add_run_tags(context.dagster_run.run_id, run_tags())
+        self._instance.add_run_tags(context.dagster_run.run_id, run_tags())
         super().launch_run(context)
 
     @property

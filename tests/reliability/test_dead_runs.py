@@ -22,12 +22,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.events import EngineEventData
+from dagster._core.launcher.base import LaunchRunContext
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from alter_pipeline.api import AlterClient
 from alter_pipeline.emulator import RunningEmulator
 from alter_pipeline.lake import Lake
-from alter_pipeline.run_monitoring import fail_dead_runs, run_tags, worker_pid
+from alter_pipeline.run_monitoring import HOST_TAG, fail_dead_runs, run_tags, worker_pid
 from alter_pipeline.sync import run_sync
 
 PROJECT_HOME = Path(__file__).parent.parent.parent / "dagster_home"
@@ -142,3 +143,19 @@ def test_ctrl_c_of_a_sync_is_one_line_and_exit_130(
         "interrupted: nothing was committed, the previous snapshot stays current"
     ]
     assert (data / "lake").resolve() == current
+
+
+def test_a_run_the_daemon_launches_is_tagged_with_this_machine_before_it_starts(
+    home: Path,
+) -> None:
+    # The daemon launches queued runs through the project's launcher (found by the soak: it
+    # failed every scheduled run). Without a code server the DefaultRunLauncher it hands over
+    # to refuses, after the tag is written.
+    job = dg.GraphDefinition("stand_in", node_defs=[]).to_job()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.create_run_for_job(job)
+        context = LaunchRunContext(dagster_run=run, workspace=None)
+        with pytest.raises(dg.DagsterInvariantViolationError, match="requires a workspace"):
+            instance.run_launcher.launch_run(context)
+        tagged = instance.get_run_by_id(run.run_id)
+    assert tagged is not None and tagged.tags.get(HOST_TAG) == run_tags()[HOST_TAG]
