@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv (bootstrapped into the venv by pip, so Python alone is still all a clone needs) resolves and
+# installs the pinned set in about 5 s where pip takes about 45 s: most of a fresh `make test`'s setup.
+UV_INSTALL := $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt
 # The dbt project's manifest, which Dagster loads the models from (alter_pipeline/analytics.py)
 DBT_MANIFEST := analytics/target/manifest.json
 DBT_SOURCES := $(shell find analytics -path analytics/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
@@ -13,8 +16,8 @@ export DAGSTER_HOME ?= $(CURDIR)/dagster_home$(if $(filter postgres,$(ALTER_DAGS
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,s3,postgres]"
+	$(BIN)/pip install --quiet -c constraints.txt uv
+	$(UV_INSTALL) -e ".[dev,s3,postgres]"
 	touch $(STAMP)
 
 $(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
@@ -51,7 +54,7 @@ clean:
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) $(DBT_MANIFEST)
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,s3,postgres,bench]"
+	$(UV_INSTALL) -e ".[dev,s3,postgres,bench]"
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
