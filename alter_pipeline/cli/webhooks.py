@@ -20,6 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from alter_pipeline.config import ConfigError, Settings
+from alter_pipeline.storefronts import for_storefront
+from alter_pipeline.webhooks.signing import SecretError, secret_from_env
 
 webhooks_app = typer.Typer(
     no_args_is_help=True,
@@ -28,6 +30,9 @@ webhooks_app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 T = TypeVar("T")
+# The delivery engine (webhooks.config, delivery, intake, monitor, outbox: pyarrow, httpx,
+# DuckDB) and the receiver are imported by the verbs that use them: 0.3 s and 0.16 s over the
+# CLI's own start-up (python -X importtime), which `--help` does not need.
 
 
 def _guard(ctx: typer.Context, action: Callable[[], T]) -> T:
@@ -62,8 +67,6 @@ def shout(label: str, text: str) -> None:
 
 
 def _settings() -> Settings:
-    from alter_pipeline.storefronts import for_storefront
-
     return for_storefront(Settings.from_env())
 
 
@@ -116,7 +119,6 @@ def listen(
 
     def run() -> None:
         from alter_pipeline.webhooks.receiver import serve
-        from alter_pipeline.webhooks.signing import secret_from_env
 
         secret = secret_from_env(secret_env)
 
@@ -228,7 +230,6 @@ def check(
 
     def run() -> None:
         from alter_pipeline.webhooks.config import load_subscriptions
-        from alter_pipeline.webhooks.signing import SecretError
 
         subscriptions = load_subscriptions(file)
         say(f"{file}: {len(subscriptions.endpoints)} endpoints, valid")

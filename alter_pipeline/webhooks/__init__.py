@@ -3,7 +3,7 @@
 ingest (lake -> outbox) -> deliver_due (outbox -> HTTP, retries) ; status ; replay.
 See README.md here, delivery.py for the retry schedule and outbox.py for durability.
 
-Exports load on first use: `alter_pipeline.cli` imports `webhooks.cli` at start-up, and
+Exports load on first use: `alter_pipeline.cli` imports `cli.webhooks` at start-up, and
 `alter-pipeline --help` should not pay for pyarrow and httpx.
 """
 

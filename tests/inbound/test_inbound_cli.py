@@ -12,7 +12,7 @@ import typer
 from inbound_helpers import STRIPE_SECRET, event_body, sign
 from typer.testing import CliRunner
 
-from alter_pipeline.inbound.cli import inbound_app
+from alter_pipeline.cli.inbound import inbound_app
 
 CONFIG = "sources:\n  - {id: stripe, path: /hooks/stripe, kind: stripe, secret_env: STRIPE_S}\n"
 app = typer.Typer()

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from alter_pipeline import cli
 from alter_pipeline.cli import app
 from alter_pipeline.lake import Lake, schemas
 from alter_pipeline.lake.flatten import flatten_orders
@@ -197,7 +196,6 @@ def test_rules_apply_with_a_malformed_url_is_one_line_not_a_traceback(workdir: P
 def test_debug_shows_the_traceback_of_bad_input(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(cli._state, "debug", False)  # the flag is process-wide: restore it after
     mistake = next(m for m in MISTAKES if m.id == "env-url-malformed")
     result = invoke(workdir, mistake, "--debug")
     assert result.exit_code != 0

@@ -11,8 +11,8 @@ from rules_helpers import PATCH_STATUS, sync_lake
 from test_rules_apply import STALE_CARTS, stale_cart_ids
 from typer.testing import CliRunner
 
+from alter_pipeline.cli.rules import rules_app
 from alter_pipeline.rules import load_rules
-from alter_pipeline.rules.cli import rules_app
 
 ROOT = Path(__file__).resolve().parents[2]
 app = typer.Typer()

@@ -12,9 +12,9 @@ import typer
 from rules_helpers import PATCH_STATUS, rules, sync_lake
 from typer.testing import CliRunner
 
+from alter_pipeline.cli.rules import rules_app
 from alter_pipeline.lake import Lake
 from alter_pipeline.rules.apply import apply_rules
-from alter_pipeline.rules.cli import rules_app
 
 app = typer.Typer()
 app.add_typer(rules_app, name="rules")

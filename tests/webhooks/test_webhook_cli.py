@@ -5,7 +5,7 @@ import json
 from typer.testing import CliRunner
 from webhook_helpers import event
 
-from alter_pipeline.webhooks.cli import webhooks_app
+from alter_pipeline.cli.webhooks import webhooks_app
 
 runner = CliRunner()
 
@@ -105,7 +105,7 @@ def test_importing_the_sub_app_stays_light_for_cli_start_up():
     import sys
 
     code = (
-        "import sys, alter_pipeline.webhooks.cli; "
+        "import sys, alter_pipeline.cli.webhooks; "
         "print(sorted(m for m in ('pyarrow', 'httpx', 'duckdb', 'dagster') if m in sys.modules))"
     )
     loaded = subprocess.run(

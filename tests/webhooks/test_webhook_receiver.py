@@ -48,7 +48,7 @@ def test_listen_serves_in_the_foreground_and_prints_each_event(secret):
     command = [
         sys.executable,
         "-c",
-        "from alter_pipeline.webhooks.cli import webhooks_app; webhooks_app()",
+        "from alter_pipeline.cli.webhooks import webhooks_app; webhooks_app()",
         "listen",
         "--port",
         "0",
