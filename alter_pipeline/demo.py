@@ -267,14 +267,14 @@ def checkout_completed(order_id: int) -> bytes:
 def _inbound_sensor_request(settings: Settings) -> Any:
     import dagster as dg
 
-    from alter_pipeline.assets.inbound import make_inbound_sensor
     from alter_pipeline.resources import LakeResource
+    from alter_pipeline.sensors import build_inbound_sensor
 
     context = dg.build_sensor_context(
         instance=dg.DagsterInstance.ephemeral(),
         resources={"lake": LakeResource(data_dir=str(settings.data_dir))},
     )
-    result = make_inbound_sensor().evaluate_tick(context)
+    result = build_inbound_sensor().evaluate_tick(context)
     (request,) = result.run_requests
     return request
 

@@ -15,7 +15,10 @@ from typing import Any
 import dagster as dg
 
 from alter_pipeline.config import Settings
+from alter_pipeline.location import build_definitions
 from alter_pipeline.run_monitoring import fail_dead_runs, run_tags
+from alter_pipeline.storefronts import configured
+from alter_pipeline.sync import ProgressCallback
 
 
 @dataclass
@@ -53,15 +56,14 @@ def run_job(
     *,
     partition_key: str | None = None,
     log_level: str = "CRITICAL",
+    progress: ProgressCallback | None = None,
 ) -> JobOutcome:
     """Run job `name` in this process; Dagster's console log shows `log_level` and above (the
-    full event log is in the instance either way)."""
-    from alter_pipeline.definitions import build_definitions
-    from alter_pipeline.storefronts import configured
-
-    # Built for these settings (not the module's `defs`, fixed when first imported), so a
-    # storefronts file set since then is honoured.
-    defs = build_definitions(configured(settings.storefronts_file))
+    full event log is in the instance either way). `progress` also hears the sync's progress
+    (the CLI's progress bar); the run's log has it regardless."""
+    # Built for these settings (not the code location's `defs`, fixed when first imported), so
+    # a storefronts file set since then is honoured, and for this caller's progress listener.
+    defs = build_definitions(configured(settings.storefronts_file), progress=progress)
     job = defs.resolve_job_def(name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}} | (run_config or {})
     dagster_instance = instance(settings)

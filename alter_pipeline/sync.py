@@ -49,9 +49,6 @@ ProgressCallback = Callable[[str, int, int, int], None]
 FINAL_STATUSES = ("completed", "cancelled")
 PAGE = selfcheck.PAGE
 
-# Extra in-process observers of progress (the CLI's progress bar); Dagster logs it regardless.
-progress_listeners: list[ProgressCallback] = []
-
 
 log = logging.getLogger(__name__)
 

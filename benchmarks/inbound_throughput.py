@@ -154,13 +154,14 @@ def latency(root: Path, events: int, interval: float) -> None:
     import duckdb
 
     from alter_pipeline.api import AlterClient
-    from alter_pipeline.assets.inbound import make_inbound_sensor
-    from alter_pipeline.assets.rules import apply_rules_job, status_transitions
+    from alter_pipeline.assets.rules import build_status_transitions
     from alter_pipeline.emulator import EmulatorConfig, run_emulator
     from alter_pipeline.inbound.config import parse_inbound
     from alter_pipeline.inbound.server import InboundApp, run_inbound_server
+    from alter_pipeline.jobs import apply_rules_job
     from alter_pipeline.lake import Lake
     from alter_pipeline.resources import AlterApiResource, LakeResource
+    from alter_pipeline.sensors import build_inbound_sensor
     from alter_pipeline.sync import run_sync
 
     data = root / "latency"
@@ -174,7 +175,7 @@ def latency(root: Path, events: int, interval: float) -> None:
         with AlterClient(emulator.base_url, emulator.key, emulator.token) as client:
             run_sync(client, Lake(data))
         defs = dg.Definitions(
-            assets=[status_transitions],
+            assets=[build_status_transitions()],
             jobs=[apply_rules_job],
             resources={
                 "alter_api": AlterApiResource(
@@ -184,7 +185,7 @@ def latency(root: Path, events: int, interval: float) -> None:
             },
         )
         job = defs.resolve_job_def("apply_rules_job")
-        sensor = make_inbound_sensor(rules_file=str(rules))
+        sensor = build_inbound_sensor(rules_file=str(rules))
         instance = dg.DagsterInstance.ephemeral()
         stop = threading.Event()
         ticks: list[float] = []

@@ -30,6 +30,7 @@ from alter_pipeline.lake import Lake, schemas
 from alter_pipeline.rules import parse_rules
 from alter_pipeline.rules.compile import find_matches
 from alter_pipeline.rules.data import snapshot_connection
+from alter_pipeline.sync import refresh_orders
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 STATUSES = np.array(["shopping_cart", "editable", "processing", "paid", "completed", "cancelled"])
@@ -184,7 +185,8 @@ def bench_apply(rate_limit: float | None, transitions: int, concurrency: int) ->
         with AlterClient(emulator.base_url, emulator.key, emulator.token) as client:
             started = time.perf_counter()
             report = apply_rules(client, lake, parse_rules(text), run_id="bench",
-                                 concurrency=concurrency, now=emulator.store.now())  # fmt: skip
+                                 concurrency=concurrency, now=emulator.store.now(),
+                                 refresh=refresh_orders)  # fmt: skip
             elapsed = time.perf_counter() - started
             retries = client.stats.snapshot().retries
         counts = emulator.counters

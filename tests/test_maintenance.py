@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from alter_pipeline.assets.maintenance import maintenance_job
 from alter_pipeline.cli import app
 from alter_pipeline.config import ConfigError, Settings
+from alter_pipeline.jobs import maintenance_job
 from alter_pipeline.lake import Lake
 from alter_pipeline.maintenance import run_maintenance
 from alter_pipeline.resources import LakeResource

@@ -1,13 +1,12 @@
-"""The maintenance job: retention of the outbox, the rules ledger and old snapshots, daily.
+"""The maintenance op: retention of the outbox, the rules ledger and old snapshots (run daily
+by `maintenance_job`, jobs.py, on `maintenance_schedule`, schedules.py).
 
 Its run's metadata says what it removed, per lake root (see alter_pipeline/maintenance.py).
 """
 
-import os
-
 import dagster as dg
 
-from alter_pipeline.assets.jobs import automation_running
+from alter_pipeline.maintenance import run_maintenance
 from alter_pipeline.resources import LakeResource
 
 
@@ -19,8 +18,6 @@ from alter_pipeline.resources import LakeResource
     tags={"kind": "maintenance"},
 )
 def apply_retention(context: dg.OpExecutionContext, lake: LakeResource) -> None:
-    from alter_pipeline.maintenance import run_maintenance
-
     reports = run_maintenance(lake.settings())
     metadata: dict[str, dg.RawMetadataValue] = {
         "roots": len(reports),
@@ -35,25 +32,3 @@ def apply_retention(context: dg.OpExecutionContext, lake: LakeResource) -> None:
         f"{metadata['snapshots_removed']} snapshots"
     )
     context.add_output_metadata(metadata)
-
-
-@dg.job(
-    name="maintenance_job",
-    description="Retention: forget what is no longer needed (alter-pipeline maintenance).",
-    executor_def=dg.in_process_executor,
-)
-def maintenance_job() -> None:
-    apply_retention()
-
-
-maintenance_schedule = dg.ScheduleDefinition(
-    name="maintenance_schedule",
-    job=maintenance_job,
-    cron_schedule=os.environ.get("ALTER_MAINTENANCE_CRON", "15 4 * * *"),
-    default_status=(
-        dg.DefaultScheduleStatus.RUNNING
-        if automation_running()
-        else dg.DefaultScheduleStatus.STOPPED
-    ),
-    description="Retention daily at 04:15 UTC by default (ALTER_MAINTENANCE_CRON).",
-)

@@ -1,30 +1,29 @@
-"""Status rules in Dagster: the `status_transitions` asset (one rules run, its audit rows),
-`apply_rules_job`, and `rules_sensor`, which requests a run when new order events arrive or the
-rules file changes.
+"""Status rules in Dagster: the `status_transitions` asset (one rules run, its audit rows).
+`apply_rules_job` (jobs.py) runs it; `rules_sensor` (sensors.py) requests that job when new
+order events arrive or the rules file changes.
 
 The work itself is plain Python in alter_pipeline/rules/apply.py; this module turns its report
-into materialization metadata and its refusals into `dg.Failure`s with one clear reason.
+into materialization metadata and its refusals into `dg.Failure`s with one clear reason, and
+hands it the sync's `refresh_orders`, so the changed orders' events follow at once.
 """
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 from pydantic import Field
 
+from alter_pipeline.api.errors import MissingScopeError
 from alter_pipeline.assets.inbound import apply_inbound, inbound_metadata
-from alter_pipeline.assets.jobs import sensor_default_status
-from alter_pipeline.assets.scope import Scope, Tick, scope_of, tick_each_storefront
+from alter_pipeline.assets.scope import Scope, scope_of
 from alter_pipeline.config import Settings
-from alter_pipeline.lake import Snapshot
-from alter_pipeline.lake.locate import open_lake
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.rules import audit
-from alter_pipeline.rules.parse import RulesError, content_hash, load_rules, parse_rules
-from alter_pipeline.storefronts import Storefronts
+from alter_pipeline.rules.apply import BlastRadiusError, Plan, RunReport, apply_rules, markdown_rows
+from alter_pipeline.rules.data import NoDataError
+from alter_pipeline.rules.parse import RulesError, load_rules
+from alter_pipeline.sync import refresh_orders
 
 RULES_GROUP = "rules"
 OWNERS = ["team:operations"]
@@ -86,10 +85,6 @@ def build_status_transitions(partitions_def: dg.PartitionsDefinition | None = No
 
 
 def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Scope):
-    from alter_pipeline.api.errors import MissingScopeError
-    from alter_pipeline.rules.apply import BlastRadiusError, apply_rules
-    from alter_pipeline.rules.data import NoDataError
-
     path = rules_path(config.rules_file)
     try:
         ruleset = load_rules(path).scoped(scope.covers)
@@ -110,6 +105,7 @@ def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Sco
                     now=now,
                     concurrency=config.concurrency,
                     logger=context.log,
+                    refresh=refresh_orders,
                 )
             inbound = apply_inbound(
                 context,
@@ -141,16 +137,14 @@ def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Sco
         raise dg.Failure(f"{len(dead)} inbound events gave up after repeated failures: {shown}")
 
 
-def _plan_metadata(plan: Any) -> dict[str, Any]:
+def _plan_metadata(plan: Plan) -> dict[str, Any]:
     return {
         "planned": len(plan.live()),
         "per_rule": dg.MetadataValue.json(dict(plan.per_rule(live=True))),
     }
 
 
-def _report_metadata(report: Any, path: Path) -> dict[str, Any]:
-    from alter_pipeline.rules.apply import markdown_rows
-
+def _report_metadata(report: RunReport, path: Path) -> dict[str, Any]:
     applied = report.outcome(audit.APPLIED)
     others = [r for r in report.rows if r.outcome != audit.APPLIED]
     return {
@@ -169,109 +163,3 @@ def _report_metadata(report: Any, path: Path) -> dict[str, Any]:
         "refresh": report.refresh,
         "duration_s": round(report.duration_s, 3),
     }
-
-
-apply_rules_job = dg.define_asset_job(
-    "apply_rules_job",
-    selection=dg.AssetSelection.assets(ASSET),
-    description="Apply the status rules of $ALTER_RULES_FILE to matching orders (audited).",
-    executor_def=dg.in_process_executor,
-)
-
-
-# ---- sensor ---------------------------------------------------------------------------------
-
-
-def latest_order_event(snapshot: Snapshot | None) -> int:
-    """The highest `sequence` of an order event in the lake (0 when there is none)."""
-    if snapshot is None or not snapshot.has_table("order_events"):
-        return 0
-    files = (snapshot.table_dir("order_events") / "**" / "*.parquet").as_posix()
-    with duckdb.connect(":memory:") as con:
-        row = con.execute(
-            "SELECT max(sequence) FROM read_parquet($files, hive_partitioning = true) "
-            "WHERE order_id IS NOT NULL",
-            {"files": files},
-        ).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-def _cursor(text: str | None) -> tuple[int, str]:
-    try:
-        data = json.loads(text) if text else {}
-        return int(data.get("sequence", 0)), str(data.get("rules", ""))
-    except (ValueError, TypeError, AttributeError):
-        return 0, ""  # an unreadable cursor: evaluate as on a first tick
-
-
-def make_rules_sensor(
-    rules_file: str | None = None,
-    name: str = "rules_sensor",
-    storefronts: Storefronts | None = None,
-) -> dg.SensorDefinition:
-    """A sensor requesting `apply_rules_job` when order events arrive or the rules change
-    (per storefront, when there are several).
-
-    Reads local state only: the rules file and the lake (never the API). The run key names the
-    event sequence and the rules' content hash it covers, so a tick whose cursor update was lost
-    asks for the same key again and Dagster drops the duplicate.
-    """
-
-    @dg.sensor(
-        name=name,
-        job=apply_rules_job,
-        minimum_interval_seconds=60,
-        default_status=sensor_default_status(),
-        description="Apply the status rules after new order events or a rules file change.",
-    )
-    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
-        path = rules_path(rules_file)
-        if not path.is_file():
-            return dg.SkipReason(f"no rules file at {path} (set ALTER_RULES_FILE)")
-        text = path.read_text("utf-8")
-        try:
-            ruleset = parse_rules(text, source=str(path))
-        except RulesError as error:
-            return dg.SkipReason(f"{path} is invalid, fix it first: {error}")
-        if not ruleset.enabled:
-            return dg.SkipReason(f"{path} has no enabled rule")
-
-        def evaluate(root: Path, cursor: str | None, partition: str | None) -> Tick:
-            snapshot = open_lake(root).current()
-            return _rules_tick(path, content_hash(text), snapshot, cursor, partition)
-
-        return tick_each_storefront(context, lake, storefronts, evaluate)
-
-    return _sensor
-
-
-def _rules_tick(
-    path: Path, digest: str, snapshot: Snapshot | None, cursor: str | None, partition: str | None
-) -> Tick:
-    if snapshot is None:
-        return None, cursor or "", "the lake has no snapshot yet: waiting for the first sync"
-    sequence = latest_order_event(snapshot)
-    seen, seen_rules = _cursor(cursor)
-    new_events, changed = sequence > seen, digest != seen_rules
-    if not new_events and not changed:
-        reason = f"no new order events since sequence {seen}, and {path.name} is unchanged"
-        return None, cursor or "", reason
-    trigger = "new order events" if new_events else "rules file changed"
-    if new_events and changed:
-        trigger = "new order events and a rules file change"
-    prefix = f"{partition}:" if partition else ""
-    request = dg.RunRequest(
-        run_key=f"rules:{prefix}{sequence}:{digest[:16]}",
-        run_config={"ops": {ASSET: {"config": {"rules_file": str(path.absolute())}}}},
-        tags={
-            "alter/rules_hash": digest[:16],
-            "alter/events_to": str(sequence),
-            "alter/trigger": trigger,
-        },
-        partition_key=partition,
-    )
-    return request, json.dumps({"sequence": sequence, "rules": digest}), ""
-
-
-status_transitions = build_status_transitions()
-rules_sensor = make_rules_sensor()

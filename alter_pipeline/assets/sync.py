@@ -49,8 +49,12 @@ class SyncConfig(dg.Config):
     concurrency: int | None = None
 
 
-def build_alter_sync(partitions_def: dg.PartitionsDefinition | None = None):
-    """The sync multi-asset; partitioned by storefront when there are several."""
+def build_alter_sync(
+    partitions_def: dg.PartitionsDefinition | None = None,
+    progress: sync.ProgressCallback | None = None,
+):
+    """The sync multi-asset; partitioned by storefront when there are several. `progress`
+    hears each page as the run's log does (the CLI builds its definitions with its bar)."""
 
     @dg.multi_asset(
         name="alter_sync",
@@ -75,7 +79,7 @@ def build_alter_sync(partitions_def: dg.PartitionsDefinition | None = None):
         lake: LakeResource,
     ):
         """Page through every order and product and commit a new lake snapshot."""
-        yield from _sync(context, config, alter_api, lake)
+        yield from _sync(context, config, alter_api, lake, progress)
 
     return alter_sync
 
@@ -85,6 +89,7 @@ def _sync(
     config: SyncConfig,
     alter_api: AlterApiResource,
     lake: LakeResource,
+    progress: sync.ProgressCallback | None = None,
 ):
     pages_logged: dict[str, int] = {}
 
@@ -93,8 +98,8 @@ def _sync(
         if done == total or done - pages_logged.get(entity, 0) >= step:
             pages_logged[entity] = done
             context.log.info(f"{entity}: {done}/{total} pages, {rows} rows")
-        for listener in sync.progress_listeners:
-            listener(entity, done, total, rows)
+        if progress is not None:
+            progress(entity, done, total, rows)
 
     scope = scope_of(context, lake, alter_api)
     try:
@@ -186,7 +191,3 @@ def build_warehouse_views(partitions_def: dg.PartitionsDefinition | None = None)
         )
 
     return warehouse_views
-
-
-alter_sync = build_alter_sync()
-warehouse_views = build_warehouse_views()

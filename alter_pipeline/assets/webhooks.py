@@ -1,15 +1,17 @@
-"""The webhook delivery job: take new `order_events` into the outbox, send what is due.
+"""The webhook delivery op: take new `order_events` into the outbox, send what is due.
 
-A sensor (written elsewhere) requests runs of `deliver_webhooks_job` when events arrive or a
-retry falls due (`alter_pipeline.webhooks.pending_work` tells it cheaply). Failed deliveries do
-not fail the run, they are retried on the schedule; a configuration problem (an invalid
-subscriptions file, an endpoint whose secret is missing) does, so someone notices.
+`deliver_webhooks_job` (jobs.py) runs it; `order_events_sensor` (sensors.py) requests that job
+when events arrive or a retry falls due (`alter_pipeline.webhooks.pending_work` tells it
+cheaply). Failed deliveries do not fail the run, they are retried on the schedule; a
+configuration problem (an invalid subscriptions file, an endpoint whose secret is missing) does,
+so someone notices.
 """
 
 import dagster as dg
 
 from alter_pipeline.assets.scope import scope_of
 from alter_pipeline.resources import LakeResource
+from alter_pipeline.webhooks import SubscriptionsError, deliver_due, ingest, load_subscriptions
 
 
 class DeliverWebhooksConfig(dg.Config):
@@ -27,13 +29,6 @@ def deliver_webhooks(
 ) -> None:
     """One storefront's events (the run's partition, when there are several) go to the
     endpoints scoped to it, through its own outbox."""
-    from alter_pipeline.webhooks import (
-        SubscriptionsError,
-        deliver_due,
-        ingest,
-        load_subscriptions,
-    )
-
     scope = scope_of(context, lake)
     settings = scope.settings()
     if not settings.webhooks_file.is_file():
@@ -54,20 +49,3 @@ def deliver_webhooks(
             metadata=metadata,
         )
     context.add_output_metadata(metadata)
-
-
-def build_deliver_webhooks_job(partitions_def: dg.PartitionsDefinition | None = None):
-    @dg.job(
-        name="deliver_webhooks_job",
-        description="Deliver order events to the shop's webhook endpoints (signed, retried).",
-        executor_def=dg.in_process_executor,
-        tags={"team": "data-engineering"},
-        partitions_def=partitions_def,
-    )
-    def deliver_webhooks_job() -> None:
-        deliver_webhooks()
-
-    return deliver_webhooks_job
-
-
-deliver_webhooks_job = build_deliver_webhooks_job()

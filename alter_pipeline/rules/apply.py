@@ -29,6 +29,7 @@ from alter_pipeline.rules.data import data_version, snapshot_connection, synced_
 from alter_pipeline.rules.evaluate import DETAIL_SHAPE_GAPS, OrderFacts, why_not
 from alter_pipeline.rules.model import Rule, RuleSet
 from alter_pipeline.rules.transitions import TransitionTable
+from alter_pipeline.warehouse import ensure_views
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,13 @@ class RulesClient(Protocol):
     def get_orders_raw(self, ids: Sequence[int]) -> list[dict[str, Any]]: ...
 
     def set_order_status(self, order_id: int, status: str) -> Any: ...
+
+
+class RefreshOrders(Protocol):
+    """Re-read these orders and record their changes (`alter_pipeline.sync.refresh_orders`,
+    passed in by the Dagster layer: the sync is not this package's to import)."""
+
+    def __call__(self, client: Any, lake: Lake, order_ids: list[int]) -> object: ...
 
 
 class Logger(Protocol):
@@ -395,12 +403,12 @@ def apply_rules(
     concurrency: int = DEFAULT_CONCURRENCY,
     book: ledger.Ledger | None = None,
     logger: Logger = log,
-    refresh: bool = True,
+    refresh: RefreshOrders | None = None,
 ) -> RunReport:
     """One rules run over the current snapshot. Raises MissingScopeError or BlastRadiusError
     before any change; otherwise returns a report whose `failed` rows list what did not go.
-    `refresh=False` leaves the changed orders to the next sync (tests use it to replay a run
-    over the very data it changed)."""
+    `refresh` re-reads the changed orders at once (the Dagster asset passes the sync's); without
+    it they are left to the next sync (tests replay a run over the very data it changed)."""
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     rules = ruleset.enabled
@@ -429,20 +437,18 @@ def apply_rules(
             book.close()
     report.audit_snapshot = audit.write_audit(lake, report.rows, run_id=run_id)
     _refresh_views(lake, logger)
-    if refresh:
+    if refresh is not None:
         # Orders found gone or moved are refreshed too: the lake records their deletion or
         # status, so the next run does not plan (and fail or skip) them again.
         gone = [r.order_id for r in report.outcome(SKIPPED) if r.detail.startswith(GONE)]
         moved = [r.order_id for r in report.outcome(SKIPPED) if r.detail.startswith(MOVED)]
         changed = [r.order_id for r in report.applied]
-        report.refresh = refresh_changed(client, lake, changed + gone + moved, logger)
+        report.refresh = refresh_changed(client, lake, changed + gone + moved, logger, refresh)
     report.duration_s = time.perf_counter() - started
     return report
 
 
 def _refresh_views(lake: Lake, logger: Logger) -> None:
-    from alter_pipeline.warehouse import ensure_views
-
     # Only so the audit table shows in warehouse.duckdb at once; the next sync does it anyway.
     try:
         skipped = ensure_views(lake.root).skipped_reason
@@ -452,18 +458,15 @@ def _refresh_views(lake: Lake, logger: Logger) -> None:
         logger.warning(f"warehouse views not updated: {skipped}")
 
 
-def refresh_changed(client: Any, lake: Lake, order_ids: list[int], logger: Logger) -> str:
+def refresh_changed(
+    client: Any, lake: Lake, order_ids: list[int], logger: Logger, refresh: RefreshOrders
+) -> str:
     """Let the sync re-read the changed orders, so `order.status_changed` events (and their
-    webhooks) follow without waiting for the next sync. Optional: skipped if not installed."""
+    webhooks) follow without waiting for the next sync."""
     if not order_ids:
         return "nothing to refresh"
     try:
-        from alter_pipeline.events.incremental import refresh_orders
-    except ImportError as error:
-        logger.info(f"no incremental refresh available ({error}); the next sync records them")
-        return "skipped: alter_pipeline.events.incremental.refresh_orders is not available"
-    try:
-        refresh_orders(client, lake, sorted(set(order_ids)))
+        refresh(client, lake, sorted(set(order_ids)))
     except Exception as error:  # the changes are made; the next sync will record them
         logger.warning(f"refreshing {len(order_ids)} changed orders failed: {error}")
         return f"failed: {type(error).__name__}: {error}"

@@ -39,6 +39,7 @@ from alter_pipeline.rules.apply import (
     Candidate,
     Logger,
     Plan,
+    RefreshOrders,
     RulesClient,
     _refresh_views,
     blast_radius,
@@ -144,7 +145,7 @@ def apply_inbox_events(
     max_transitions: int | None = None,
     book: ledger.Ledger | None = None,
     logger: Logger = log,
-    refresh: bool = True,
+    refresh: RefreshOrders | None = None,
     limit: int = MAX_EVENTS_PER_RUN,
 ) -> EventRunReport:
     """Apply the event rules to the due inbox events. Raises BlastRadiusError,
@@ -171,9 +172,9 @@ def apply_inbox_events(
     report.audit_snapshot = audit.write_audit(lake, report.rows, run_id=run_id)
     if report.audit_snapshot:
         _refresh_views(lake, logger)  # the audit table shows in warehouse.duckdb at once
-    if refresh:
+    if refresh is not None:
         changed = [o.order_id for o in report.applied if o.order_id is not None]
-        report.refresh = refresh_changed(client, lake, changed, logger)
+        report.refresh = refresh_changed(client, lake, changed, logger, refresh)
     return report
 
 

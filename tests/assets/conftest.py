@@ -6,7 +6,9 @@ import pytest
 from asset_helpers import resources_for, sync_config
 
 from alter_pipeline.assets.checks import asset_checks
-from alter_pipeline.assets.sync import alter_sync, warehouse_views
+from alter_pipeline.assets.sync import build_alter_sync, build_warehouse_views
+
+alter_sync, warehouse_views = build_alter_sync(), build_warehouse_views()
 
 
 @pytest.fixture

@@ -27,12 +27,14 @@ from asset_helpers import resources_for, sync_config
 from alter_pipeline.analytics import DASHBOARD_MODELS, model_file
 from alter_pipeline.api.client import AlterClient
 from alter_pipeline.assets.analytics import analytics, dbt_resource
-from alter_pipeline.assets.sync import alter_sync, warehouse_views
+from alter_pipeline.assets.sync import build_alter_sync, build_warehouse_views
 from alter_pipeline.emulator import EmulatorConfig, start_emulator
 from alter_pipeline.lake.snapshot import Lake
 from alter_pipeline.storefronts import ROOT_PREFIX
 from alter_pipeline.sync import run_sync
 from alter_pipeline.warehouse import WAREHOUSE_FILE, connect, ensure_views
+
+alter_sync, warehouse_views = build_alter_sync(), build_warehouse_views()
 
 # The dashboard SQL before the dbt project (alter_pipeline/assets/analytics.py, one storefront):
 # the models must give the same rows, in the same order.

@@ -12,12 +12,14 @@ import dagster as dg
 import pyarrow.fs as pafs
 
 from alter_pipeline.assets.checks import asset_checks
-from alter_pipeline.assets.sync import alter_sync, warehouse_views
+from alter_pipeline.assets.sync import build_alter_sync, build_warehouse_views
 from alter_pipeline.definitions import build_definitions
 from alter_pipeline.lake.remote import object_store
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.storefronts import parse_storefronts
 from alter_pipeline.warehouse import connect
+
+alter_sync, warehouse_views = build_alter_sync(), build_warehouse_views()
 
 
 def sync(emulator: Any, s3_url: str, **config: Any) -> dg.ExecuteInProcessResult:

@@ -3,12 +3,12 @@
 import dagster as dg
 
 from alter_pipeline.api import AlterClient
-from alter_pipeline.assets.sensors import events_sensor
 from alter_pipeline.lake import Lake
 from alter_pipeline.resources import LakeResource
+from alter_pipeline.sensors import build_events_sensor
 from alter_pipeline.sync import run_sync
 
-sensor = events_sensor("test_events_sensor", "deliver_webhooks_job", "test")
+sensor = build_events_sensor("test_events_sensor", "deliver_webhooks_job", "test")
 
 
 def tick(data_dir, cursor):

@@ -199,8 +199,8 @@ def test_incremental_sync_uses_a_small_share_of_a_full_syncs_requests(
 
 
 def test_refresh_of_a_few_orders_records_their_changes_at_once(emulator, syncer_factory):
-    from alter_pipeline.events.incremental import refresh_orders
     from alter_pipeline.lake import Lake
+    from alter_pipeline.sync import refresh_orders
 
     syncer = syncer_factory(emulator)
     syncer.sync()

@@ -14,11 +14,12 @@ import pytest
 from inbound_helpers import event_body, inbound_server, sign
 
 from alter_pipeline.api import AlterClient, RetryPolicy
-from alter_pipeline.assets.inbound import make_inbound_sensor
-from alter_pipeline.assets.rules import apply_rules_job, status_transitions
+from alter_pipeline.assets.rules import build_status_transitions
 from alter_pipeline.inbound.inbox import FAILED, MAX_ATTEMPTS, Inbox, Incoming
+from alter_pipeline.jobs import apply_rules_job
 from alter_pipeline.lake import Lake
 from alter_pipeline.resources import AlterApiResource, LakeResource
+from alter_pipeline.sensors import build_inbound_sensor
 from alter_pipeline.sync import run_sync
 
 PATCH_STATUS = "PATCH /customer-orders/{id}/status"
@@ -57,7 +58,7 @@ def deliver(root: Path, event_id: str, order_id: int, times: int = 1) -> list[in
 
 
 def tick(root: Path, rules: Path, cursor: str | None = None) -> dg.SensorResult:
-    sensor = make_inbound_sensor(rules_file=str(rules))
+    sensor = build_inbound_sensor(rules_file=str(rules))
     context = dg.build_sensor_context(
         cursor=cursor,
         instance=dg.DagsterInstance.ephemeral(),
@@ -68,7 +69,7 @@ def tick(root: Path, rules: Path, cursor: str | None = None) -> dg.SensorResult:
 
 def run(emulator: Any, root: Path, run_config: dict[str, Any]) -> dg.ExecuteInProcessResult:
     defs = dg.Definitions(
-        assets=[status_transitions],
+        assets=[build_status_transitions()],
         jobs=[apply_rules_job],
         resources={
             "alter_api": AlterApiResource(

@@ -22,7 +22,7 @@ from alter_pipeline.config import Settings
 from alter_pipeline.lake import Lake
 from alter_pipeline.rules import parse_rules
 from alter_pipeline.rules.apply import apply_rules
-from alter_pipeline.sync import run_sync
+from alter_pipeline.sync import refresh_orders, run_sync
 from alter_pipeline.webhooks import deliver_due, ingest
 
 
@@ -41,7 +41,7 @@ def run(job: str, config: dict[str, Any]) -> None:
         ruleset = parse_rules(textwrap.dedent(config["rules"]))
         with client(config) as api:
             apply_rules(api, Lake(data_dir), ruleset, run_id=config["run_id"], now=now,
-                        concurrency=2)  # fmt: skip
+                        concurrency=2, refresh=refresh_orders)  # fmt: skip
     elif job == "webhooks":
         settings = Settings(data_dir=data_dir, webhooks_file=Path(config["webhooks_file"]))
         ingest(settings)

@@ -35,7 +35,7 @@ from alter_pipeline.rules import ledger, parse_rules
 from alter_pipeline.rules.apply import apply_rules
 from alter_pipeline.rules.compile import find_matches
 from alter_pipeline.rules.data import snapshot_connection
-from alter_pipeline.sync import run_sync
+from alter_pipeline.sync import refresh_orders, run_sync
 from alter_pipeline.webhooks import deliver_due, ingest, pending_work
 from alter_pipeline.webhooks.receiver import Receiver
 
@@ -397,7 +397,7 @@ class Shop:
         with ledger.Ledger.for_data_dir(self.data_dir) as book:
             report = apply_rules(
                 self.client, self.lake, self.ruleset, run_id=f"run-{self.runs}",
-                now=self.now(), book=book,
+                now=self.now(), book=book, refresh=refresh_orders,
             )  # fmt: skip
         if report.failed:
             raise RuntimeError(report.failure_message())

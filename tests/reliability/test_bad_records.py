@@ -15,12 +15,14 @@ import pytest
 from reliability_helpers import fast_client, lake_events, lake_tables, store_tables
 
 from alter_pipeline.assets.checks import asset_checks
-from alter_pipeline.assets.sync import alter_sync
+from alter_pipeline.assets.sync import build_alter_sync
 from alter_pipeline.emulator import RunningEmulator
 from alter_pipeline.emulator.faults import ContractBreakFault
 from alter_pipeline.lake import Lake
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.sync import SyncReport, run_sync
+
+alter_sync = build_alter_sync()
 
 Factory = Callable[..., RunningEmulator]
 

@@ -47,7 +47,7 @@ from alter_pipeline.rules import ledger, parse_rules
 from alter_pipeline.rules.apply import apply_rules, make_plan
 from alter_pipeline.rules.compile import find_matches
 from alter_pipeline.rules.data import snapshot_connection
-from alter_pipeline.sync import run_sync
+from alter_pipeline.sync import refresh_orders, run_sync
 from alter_pipeline.warehouse import connect, ensure_views
 from alter_pipeline.webhooks import deliver_due, ingest
 from alter_pipeline.webhooks.outbox import Outbox
@@ -191,7 +191,8 @@ def _apply(emulator: RunningEmulator, lake: Lake, run_id: str, claim_ttl: float 
         fast_client(emulator) as client,
         ledger.Ledger.for_data_dir(lake.root, claim_ttl=claim_ttl) as book,
     ):
-        return apply_rules(client, lake, ruleset, run_id=run_id, now=NOW, book=book)  # fmt: skip
+        return apply_rules(client, lake, ruleset, run_id=run_id, now=NOW, book=book,
+                           refresh=refresh_orders)  # fmt: skip
 
 
 def _statuses(emulator: RunningEmulator) -> dict[int, str]:

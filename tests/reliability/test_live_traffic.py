@@ -20,11 +20,13 @@ from reliability_helpers import event_problems, lake_events, lake_tables, store_
 from reliability_helpers import table_differences as differences
 
 from alter_pipeline.assets.checks import asset_checks
-from alter_pipeline.assets.sync import alter_sync
+from alter_pipeline.assets.sync import build_alter_sync
 from alter_pipeline.emulator.faults import DeleteServedFault
 from alter_pipeline.events.schema import ORDER_DELETED
 from alter_pipeline.lake import Lake
 from alter_pipeline.resources import AlterApiResource, LakeResource
+
+alter_sync = build_alter_sync()
 
 # Syncs while the shoppers act: full (reconcile) and incremental, as the schedules mix them.
 LIVE_SYNCS = (True, False, True, False, True, False)

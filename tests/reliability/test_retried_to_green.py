@@ -15,7 +15,7 @@ from alter_pipeline.emulator import RunningEmulator
 from alter_pipeline.lake import Lake
 from alter_pipeline.rules import parse_rules
 from alter_pipeline.rules.apply import apply_rules
-from alter_pipeline.sync import run_sync
+from alter_pipeline.sync import refresh_orders, run_sync
 
 NOW = datetime(2026, 11, 20, 12, 5, tzinfo=UTC)
 
@@ -30,8 +30,10 @@ def test_an_order_deleted_behind_the_lake_is_skipped_and_recorded_as_deleted(
         run_sync(client, lake, full=True, now=emulator.store.now())
         gone = emulator.store.order_ids(["shopping_cart"])[0]  # an old cart the rules cancel
         emulator.store.delete_order(gone)
-        first = apply_rules(client, lake, ruleset, run_id="first", now=NOW)
-        second = apply_rules(client, lake, ruleset, run_id="second", now=NOW)
+        first = apply_rules(client, lake, ruleset, run_id="first", now=NOW, refresh=refresh_orders)
+        second = apply_rules(
+            client, lake, ruleset, run_id="second", now=NOW, refresh=refresh_orders
+        )
     assert first.failed == [] and gone in [r.order_id for r in first.outcome("skipped")]
     assert second.failed == [] and second.applied == [] and second.rows == []
     assert gone not in lake_tables(lake)["orders"]

@@ -23,6 +23,7 @@ from alter_pipeline.emulator.faults import Fault, ServerErrorFault
 from alter_pipeline.lake import Lake
 from alter_pipeline.rules.apply import BlastRadiusError, apply_rules
 from alter_pipeline.rules.ledger import Ledger
+from alter_pipeline.sync import refresh_orders
 from alter_pipeline.warehouse import memory_connection
 
 STALE_CARTS = """\
@@ -52,6 +53,7 @@ def stale_cart_ids(emulator: Any, text: str = STALE_CARTS) -> list[int]:
 
 def run(client, lake, text=STALE_CARTS, *, run_id="run-1", emulator=None, **options):
     now = options.pop("now", None) or (emulator.store.now() if emulator else None)
+    options.setdefault("refresh", refresh_orders)  # what the Dagster asset passes
     return apply_rules(client, lake, rules(text), run_id=run_id, now=now, **options)
 
 
@@ -130,10 +132,10 @@ def test_a_repeated_run_over_the_same_data_applies_nothing_twice(emulator, clien
     # Without the refresh the lake still shows the old statuses, as for a step retried after
     # its PATCHes went through: the ledger and the re-read must stop every second PATCH.
     lake = sync_lake(emulator, tmp_path)
-    first = run(client, lake, emulator=emulator, refresh=False)
+    first = run(client, lake, emulator=emulator, refresh=None)
     patches = emulator.counters.count(PATCH_STATUS)
-    again = run(client, lake, emulator=emulator, refresh=False)  # the same run, retried
-    other = run(client, lake, emulator=emulator, run_id="run-2", refresh=False)
+    again = run(client, lake, emulator=emulator, refresh=None)  # the same run, retried
+    other = run(client, lake, emulator=emulator, run_id="run-2", refresh=None)
     assert patches == len(first.applied) > 0
     assert emulator.counters.count(PATCH_STATUS) == patches
     assert again.applied == [] and other.applied == []
@@ -146,7 +148,7 @@ def test_an_order_the_re_read_shows_already_moved_is_skipped_as_applied(emulator
     # the ledger cannot tell, the re-read before the PATCH does.
     before = emulator.store.orders_list()
     lake = sync_lake(emulator, tmp_path)
-    first = run(client, lake, emulator=emulator, refresh=False)
+    first = run(client, lake, emulator=emulator, refresh=None)
     write_snapshot(lake, before)
     patches = emulator.counters.count(PATCH_STATUS)
     again = run(client, lake, emulator=emulator, run_id="run-2")
@@ -164,7 +166,7 @@ def test_racing_runs_apply_each_transition_once(emulator, tmp_path):
     def race(run_id: str) -> None:
         with client_for(emulator) as client:
             lake = Lake(tmp_path)  # all racers read the same snapshot: no refresh in between
-            reports[run_id] = run(client, lake, emulator=emulator, run_id=run_id, refresh=False)
+            reports[run_id] = run(client, lake, emulator=emulator, run_id=run_id, refresh=None)
 
     threads = [threading.Thread(target=race, args=(f"racer-{n}",)) for n in range(3)]
     for thread in threads:

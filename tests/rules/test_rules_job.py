@@ -12,15 +12,12 @@ import pyarrow as pa
 from rules_helpers import PATCH_STATUS, sync_lake
 from test_rules_apply import STALE_CARTS, stale_cart_ids
 
-from alter_pipeline.assets.rules import (
-    apply_rules_job,
-    make_rules_sensor,
-    rules_sensor,
-    status_transitions,
-)
+from alter_pipeline.assets.rules import build_status_transitions
 from alter_pipeline.events import schema as ev
+from alter_pipeline.jobs import apply_rules_job
 from alter_pipeline.lake import Lake
 from alter_pipeline.resources import AlterApiResource, LakeResource
+from alter_pipeline.sensors import build_rules_sensor
 
 
 def resources(emulator: Any, data_dir: Path) -> dict[str, Any]:
@@ -34,9 +31,9 @@ def resources(emulator: Any, data_dir: Path) -> dict[str, Any]:
 
 def definitions(emulator: Any, data_dir: Path) -> dg.Definitions:
     return dg.Definitions(
-        assets=[status_transitions],
+        assets=[build_status_transitions()],
         jobs=[apply_rules_job],
-        sensors=[rules_sensor],
+        sensors=[build_rules_sensor()],
         resources=resources(emulator, data_dir),
     )
 
@@ -121,7 +118,7 @@ def test_an_invalid_rules_file_fails_the_job_with_every_problem(emulator, tmp_pa
 
 
 def tick(data_dir: Path, rules_file: Path, cursor: str | None):
-    sensor = make_rules_sensor(str(rules_file), name="test_rules_sensor")
+    sensor = build_rules_sensor(str(rules_file), name="test_rules_sensor")
     context = dg.build_sensor_context(
         cursor=cursor,
         instance=dg.DagsterInstance.ephemeral(),

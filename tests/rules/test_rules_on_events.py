@@ -67,7 +67,7 @@ def test_the_blast_radius_guard_stops_before_any_change_and_keeps_the_events(emu
     lake = sync_lake(emulator, tmp_path)
     with inbox_with_events(tmp_path, order_ids) as inbox, client_for(emulator) as client:
         with pytest.raises(BlastRadiusError, match="3 status changes planned, over the limit"):
-            apply_inbox_events(client, lake, rules(RULES), inbox, run_id="r1", refresh=False)
+            apply_inbox_events(client, lake, rules(RULES), inbox, run_id="r1", refresh=None)
         assert [e["state"] for e in inbox.events()] == ["pending"] * 3
     assert emulator.counters.count(PATCH_STATUS) == 0
 
@@ -77,7 +77,7 @@ def test_a_failed_patch_leaves_the_event_failed_for_a_later_retry(emulator_facto
     (order_id,) = processing_orders(emulator, 1)
     lake = sync_lake(emulator, tmp_path)
     with inbox_with_events(tmp_path, [order_id]) as inbox, client_for(emulator, 1) as client:
-        report = apply_inbox_events(client, lake, rules(RULES), inbox, run_id="r1", refresh=False)
+        report = apply_inbox_events(client, lake, rules(RULES), inbox, run_id="r1", refresh=None)
         (event,) = inbox.events()
         assert inbox.next_retry_at() is not None and inbox.next_retry_at() > time.time()
     assert (event["state"], event["order_id"]) == ("failed", order_id)

@@ -87,7 +87,7 @@ def test_an_event_rule_is_never_applied_over_the_warehouse(emulator, client, tmp
     order_id = emulator.store.order_ids(["shopping_cart"])[0]
     emulator.store.set_status(order_id, "processing")
     lake = sync_lake(emulator, tmp_path)
-    report = apply_rules(client, lake, rules(RULE), run_id="r1", refresh=False)
+    report = apply_rules(client, lake, rules(RULE), run_id="r1", refresh=None)
     assert report.rows == [] and emulator.counters.count(PATCH_STATUS) == 0
 
 

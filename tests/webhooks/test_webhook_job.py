@@ -3,8 +3,10 @@
 import dagster as dg
 from webhook_helpers import event
 
-from alter_pipeline.assets.webhooks import deliver_webhooks_job
+from alter_pipeline.jobs import build_deliver_webhooks_job
 from alter_pipeline.resources import LakeResource
+
+deliver_webhooks_job = build_deliver_webhooks_job()
 
 
 def execute(shop):
