@@ -8,16 +8,50 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from alter_pipeline.contract import DEFAULT_BASE_URL
-from alter_pipeline.instance import resolve_dagster_home
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+# ---- which Dagster instance (DAGSTER_HOME) the project's entry points use ---------------------
+# Dagster reads only `$DAGSTER_HOME/dagster.yaml`, so each storage backend gets its own home:
+# `dagster_home` (SQLite, the embedded default) and `dagster_home/postgres`, whose dagster.yaml
+# links to `dagster_home/dagster.postgres.yaml`. One variable, ALTER_DAGSTER_STORAGE, picks
+# between them; an explicit DAGSTER_HOME always wins.
+
+STORAGE_VARIABLE = "ALTER_DAGSTER_STORAGE"
+DEFAULT_STORAGE = "sqlite"
+# Relative to the working directory, like every other default path of the settings.
+STORAGE_HOMES: dict[str, Path] = {
+    "sqlite": Path("dagster_home"),
+    "postgres": Path("dagster_home") / "postgres",
+}
+
+
+def storage_backend(env: Mapping[str, str]) -> str:
+    """The validated value of ALTER_DAGSTER_STORAGE (default `sqlite`)."""
+    # Exact, lower-case values: the Makefile matches the same words to pick DAGSTER_HOME.
+    value = (env.get(STORAGE_VARIABLE) or DEFAULT_STORAGE).strip()
+    if value not in STORAGE_HOMES:
+        allowed = ", ".join(sorted(STORAGE_HOMES))
+        raise ConfigError(f"{STORAGE_VARIABLE} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def resolve_dagster_home(env: Mapping[str, str]) -> Path:
+    """DAGSTER_HOME if set, else the home of the ALTER_DAGSTER_STORAGE backend; absolute.
+
+    The backend is validated even when DAGSTER_HOME is set, so a typo never goes unnoticed.
+    """
+    backend = storage_backend(env)
+    return Path(env.get("DAGSTER_HOME") or STORAGE_HOMES[backend]).absolute()
 
 
 def load_dotenv(path: Path | None = None) -> None:

@@ -25,7 +25,6 @@ Plain Python: the Dagster code, the CLI and the sensors all resolve storefronts 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -35,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from alter_pipeline import yaml_limits
-from alter_pipeline.config import ConfigError, Settings, env_name_problem, validate_base_url
+from alter_pipeline.config import ConfigError, env_name_problem, validate_base_url
 from alter_pipeline.contract import DEFAULT_BASE_URL
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -195,26 +194,3 @@ def storefront_roots(data_dir: Path) -> list[Path]:
             p for p in data_dir.iterdir() if p.name.startswith(ROOT_PREFIX) and p.is_dir()
         )
     return roots
-
-
-def for_storefront(settings: Settings) -> Settings:
-    """`settings` whose data_dir is the lake root of $ALTER_STOREFRONT (where its lake, outbox
-    and rules ledger live); unchanged without storefronts.yaml. With the file, a command that
-    works on one storefront's state needs to be told which."""
-    storefronts = configured(settings.storefronts_file)
-    if storefronts is None:
-        if settings.storefront:
-            raise ConfigError(f"ALTER_STOREFRONT is set but {settings.storefronts_file} is absent")
-        return settings
-    if not settings.storefront:
-        raise ConfigError(
-            f"{settings.storefronts_file} lists several storefronts: set ALTER_STOREFRONT to "
-            f"one of {', '.join(storefronts.names)}"
-        )
-    from alter_pipeline.lake.locate import published_root  # it builds on this module
-
-    name = storefronts.get(settings.storefront).name
-    root = root_of(settings.data_dir, name) or published_root(settings.data_dir, name, settings)
-    if root is None:
-        raise ConfigError(f"storefront {name} has no lake yet: run `alter-pipeline sync` first")
-    return dataclasses.replace(settings, data_dir=root)

@@ -30,9 +30,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 
-from alter_pipeline.config import ConfigError
+from alter_pipeline.config import ConfigError, resolve_dagster_home
 from alter_pipeline.emulator.config import BASE_PATH, DEMO_KEY, DEMO_TOKEN
-from alter_pipeline.instance import resolve_dagster_home
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # SIGINT/SIGTERM, then SIGKILL after this; the whole stop stays under 10 s.

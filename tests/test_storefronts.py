@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from alter_pipeline.cli import app
 from alter_pipeline.config import ConfigError, Settings
+from alter_pipeline.lake.locate import for_storefront
 from alter_pipeline.storefronts import (
     StorefrontsError,
-    for_storefront,
     lake_root,
     link_name,
     load_storefronts,

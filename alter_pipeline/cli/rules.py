@@ -18,10 +18,9 @@ from alter_pipeline.cli.base import RunFailed, UsageProblem, guarded
 from alter_pipeline.config import Settings
 from alter_pipeline.contract import ORDER_STATUSES
 from alter_pipeline.inbound.config import InboundConfigError, configured_inbound
-from alter_pipeline.lake.locate import open_lake
+from alter_pipeline.lake.locate import for_storefront, open_lake
 from alter_pipeline.rules.model import RuleSet
 from alter_pipeline.rules.parse import RulesError, load_rules, parse_rules
-from alter_pipeline.storefronts import for_storefront
 
 rules_app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Status rules: check, test, apply."

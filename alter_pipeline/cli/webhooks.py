@@ -20,7 +20,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from alter_pipeline.config import ConfigError, Settings
-from alter_pipeline.storefronts import for_storefront
 from alter_pipeline.webhooks.signing import SecretError, secret_from_env
 
 webhooks_app = typer.Typer(
@@ -67,6 +66,9 @@ def shout(label: str, text: str) -> None:
 
 
 def _settings() -> Settings:
+    # The lake's package loads pyarrow (0.3 s, python -X importtime): `--help` does without
+    from alter_pipeline.lake.locate import for_storefront
+
     return for_storefront(Settings.from_env())
 
 

@@ -41,6 +41,8 @@ from alter_pipeline.config import ConfigError, Settings
 from alter_pipeline.inbound.config import InboundConfig, Source
 from alter_pipeline.inbound.inbox import Inbox, Incoming
 from alter_pipeline.inbound.verify import Rejected, Verifier
+from alter_pipeline.lake.locate import for_storefront
+from alter_pipeline.storefronts import root_of
 
 log = logging.getLogger(__name__)
 TOO_LARGE = "too_large"
@@ -218,20 +220,18 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
 def open_inboxes(config: InboundConfig, settings: Settings) -> dict[str, Inbox]:
     """Each source's inbox: the lake root of its `storefront` (with storefronts.yaml), else
     the root of $ALTER_STOREFRONT, else the data directory. Sources sharing a root share it."""
-    from alter_pipeline import storefronts as sf
-
     opened: dict[Path, Inbox] = {}
     inboxes: dict[str, Inbox] = {}
     for source in config.sources:
         if source.storefront:
-            root = sf.root_of(settings.data_dir, source.storefront)
+            root = root_of(settings.data_dir, source.storefront)
             if root is None:
                 raise ConfigError(
                     f"inbound source {source.id}: storefront {source.storefront} has no lake "
                     f"yet: run `alter-pipeline sync --storefront {source.storefront}` first"
                 )
         else:
-            root = sf.for_storefront(settings).data_dir
+            root = for_storefront(settings).data_dir
         path = root / "inbound" / "inbox.sqlite"
         if path not in opened:
             opened[path] = Inbox(path)

@@ -8,11 +8,12 @@ see the object store's current snapshot, not a stale local one.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from alter_pipeline.config import Settings
+from alter_pipeline.config import ConfigError, Settings
 from alter_pipeline.lake.snapshot import Lake, lake_at
-from alter_pipeline.storefronts import ROOT_PREFIX, link_name
+from alter_pipeline.storefronts import ROOT_PREFIX, configured, link_name, root_of
 
 
 def open_lake(root: Path, settings: Settings | None = None) -> Lake:
@@ -55,3 +56,24 @@ def published_root(data_dir: Path, name: str, settings: Settings | None = None) 
             link_name(data_dir, name, int(meta["storefront_id"]))
             return lake.root
     return None
+
+
+def for_storefront(settings: Settings) -> Settings:
+    """`settings` whose data_dir is the lake root of $ALTER_STOREFRONT (where its lake, outbox
+    and rules ledger live); unchanged without storefronts.yaml. With the file, a command that
+    works on one storefront's state needs to be told which."""
+    storefronts = configured(settings.storefronts_file)
+    if storefronts is None:
+        if settings.storefront:
+            raise ConfigError(f"ALTER_STOREFRONT is set but {settings.storefronts_file} is absent")
+        return settings
+    if not settings.storefront:
+        raise ConfigError(
+            f"{settings.storefronts_file} lists several storefronts: set ALTER_STOREFRONT to "
+            f"one of {', '.join(storefronts.names)}"
+        )
+    name = storefronts.get(settings.storefront).name
+    root = root_of(settings.data_dir, name) or published_root(settings.data_dir, name, settings)
+    if root is None:
+        raise ConfigError(f"storefront {name} has no lake yet: run `alter-pipeline sync` first")
+    return dataclasses.replace(settings, data_dir=root)

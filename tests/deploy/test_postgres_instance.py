@@ -28,8 +28,7 @@ import pytest
 import yaml
 from postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
-from alter_pipeline.config import ConfigError, Settings
-from alter_pipeline.instance import resolve_dagster_home
+from alter_pipeline.config import ConfigError, Settings, resolve_dagster_home
 
 REPO = Path(__file__).resolve().parents[2]
 HOME = REPO / "dagster_home"
