@@ -15,6 +15,7 @@ Knows nothing of Dagster (alter_pipeline/assets/analytics.py loads the project i
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -77,8 +78,6 @@ def dbt_executable() -> str:
 
 def dbt_vars(data_dir: Path, **extra: object) -> str:
     """The `--vars` argument: where dbt writes (see analytics/profiles.yml), plus `extra`."""
-    import json
-
     return json.dumps({"data_dir": data_dir.absolute().as_posix(), **extra})
 
 
@@ -173,8 +172,6 @@ def build_models(data_dir: Path, *dbt_args: str) -> subprocess.CompletedProcess[
 
 def compiled_models(data_dir: Path) -> dict[str, str]:
     """Each dashboard model's SELECT as dbt last compiled it (after `build_models`)."""
-    import json
-
     results = json.loads((analytics_dir(data_dir) / "target" / "run_results.json").read_text())
     compiled = {
         r["unique_id"].rsplit(".", 1)[-1]: r.get("compiled_code") for r in results["results"]

@@ -20,10 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 from alter_pipeline.config import Settings
+from alter_pipeline.emulator import EmulatorConfig, run_emulator
+from alter_pipeline.inbound.config import load_inbound
+from alter_pipeline.inbound.server import InboundApp, open_inboxes, run_inbound_server
+from alter_pipeline.inbound.verify import stripe_signature_header
+from alter_pipeline.jobs_runner import run_job
+from alter_pipeline.resources import LakeResource
+from alter_pipeline.sensors import build_inbound_sensor
+from alter_pipeline.warehouse import connect
+from alter_pipeline.webhooks.receiver import run_receiver
 
 console = Console()
 DEMO_ORDERS = 3000
@@ -61,8 +71,6 @@ def prepare_data_dir(data_dir: Path) -> None:
 
 
 def run(step: str, job: str, settings: Settings, run_config: dict[str, Any] | None = None):
-    from alter_pipeline.jobs_runner import run_job
-
     with console.status(step):
         outcome = run_job(job, settings, run_config)
     if not outcome.success:
@@ -88,8 +96,6 @@ def shoppers_change_orders(store: Any) -> dict[str, int]:
 
 
 def print_summary(settings: Settings) -> None:
-    from alter_pipeline.warehouse import connect
-
     with connect(settings.data_dir) as con:
         _table(
             con,
@@ -162,9 +168,6 @@ def write_demo_config(data_dir: Path, receiver_url: str) -> None:
 
 
 def main() -> None:
-    from alter_pipeline.emulator import EmulatorConfig, run_emulator
-    from alter_pipeline.webhooks.receiver import run_receiver
-
     settings = Settings.from_env()
     prepare_data_dir(settings.data_dir)
     secret = os.environ.setdefault(SECRET_ENV, new_secret())
@@ -207,12 +210,6 @@ def main() -> None:
 def inbound_loop(store: Any, settings: Settings, hooks: Any, deliveries: list[str]) -> None:
     """Stripe says a checkout was paid: verified and stored by the inbound server, applied by
     the run inbound_events_sensor requests, and sent on as an `order.status_changed` webhook."""
-    import httpx
-
-    from alter_pipeline.inbound.config import load_inbound
-    from alter_pipeline.inbound.server import InboundApp, open_inboxes, run_inbound_server
-    from alter_pipeline.inbound.verify import stripe_signature_header
-
     secret = os.environ.setdefault(STRIPE_SECRET_ENV, new_secret())
     path = settings.data_dir / "demo" / "inbound.yaml"
     path.write_text(
@@ -266,9 +263,6 @@ def checkout_completed(order_id: int) -> bytes:
 
 def _inbound_sensor_request(settings: Settings) -> Any:
     import dagster as dg
-
-    from alter_pipeline.resources import LakeResource
-    from alter_pipeline.sensors import build_inbound_sensor
 
     context = dg.build_sensor_context(
         instance=dg.DagsterInstance.ephemeral(),

@@ -5,18 +5,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
+from alter_pipeline.api import AlterClient, RetryPolicy, Timeouts
 from alter_pipeline.config import Settings, data_location, validate_base_url
 from alter_pipeline.lake import Lake
 from alter_pipeline.lake.locate import open_lake
-
-if TYPE_CHECKING:
-    from alter_pipeline.api import AlterClient
-    from alter_pipeline.storefronts import Storefront
+from alter_pipeline.storefronts import Storefront
 
 
 class AlterApiResource(dg.ConfigurableResource):
@@ -38,9 +35,6 @@ class AlterApiResource(dg.ConfigurableResource):
     def client(self, storefront: Storefront | None = None) -> AlterClient:
         """A client for the configured credentials, or for one storefront of storefronts.yaml
         (its base URL, and key and token from the environment variables it names)."""
-        # Imported here so that loading the code location does not import httpx.
-        from alter_pipeline.api import AlterClient, RetryPolicy, Timeouts
-
         if storefront is None:
             base_url, key, token = self.resolved_base_url(), self.api_key, self.api_token
         else:

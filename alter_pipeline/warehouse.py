@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from alter_pipeline.config import Settings
 from alter_pipeline.lake.locate import published_lakes
 from alter_pipeline.lake.snapshot import Lake
 from alter_pipeline.storefronts import ROOT_PREFIX, storefront_roots
@@ -304,6 +305,4 @@ def table(name: str, *, data_dir: Path | str | None = None) -> pd.DataFrame:
 def _data_dir(data_dir: Path | str | None) -> Path:
     if data_dir is not None:
         return Path(data_dir)
-    from alter_pipeline.config import Settings
-
     return Settings.from_env().data_dir

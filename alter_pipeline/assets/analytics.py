@@ -113,7 +113,9 @@ def analytics(
         for event in invocation.stream():
             yield _with_dashboard_metadata(context, event, data_dir)
     ensure_views(data_dir)
-    from alter_pipeline.report import write_report  # Altair and vl-convert: ~1 s to import
+    # Altair and vl-convert: 1.7 s to import (python -X importtime), which loading the code
+    # location (every sensor tick's process) does without
+    from alter_pipeline.report import write_report
 
     report = write_report(data_dir)
     context.log.info(f"report: {report}")

@@ -14,6 +14,7 @@ from alter_pipeline.events.detect import ORDERS_HISTORY
 from alter_pipeline.events.schema import ORDER_EVENTS
 from alter_pipeline.lake import schemas
 from alter_pipeline.resources import AlterApiResource, LakeResource
+from alter_pipeline.warehouse import ensure_views, lake_tables
 
 SYNC_GROUP = "sync"
 OWNERS = ["team:data-engineering"]
@@ -179,8 +180,6 @@ def build_warehouse_views(partitions_def: dg.PartitionsDefinition | None = None)
         "$ALTER_DATA_DIR/warehouse.duckdb.",
     )
     def warehouse_views(lake: LakeResource) -> dg.MaterializeResult:
-        from alter_pipeline.warehouse import ensure_views, lake_tables
-
         result = ensure_views(lake.path())
         return dg.MaterializeResult(
             metadata={

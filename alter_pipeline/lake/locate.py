@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from pyarrow import fs as pafs
+
 from alter_pipeline.config import ConfigError, Settings
+from alter_pipeline.lake.remote import object_store
 from alter_pipeline.lake.snapshot import Lake, lake_at
 from alter_pipeline.storefronts import ROOT_PREFIX, configured, link_name, root_of
 
@@ -28,10 +31,6 @@ def published_lakes(data_dir: Path, settings: Settings | None = None) -> list[La
     settings = settings or Settings.from_env(dotenv=False)
     if settings.lake_url is None:
         return []
-    from pyarrow import fs as pafs
-
-    from alter_pipeline.lake.remote import object_store
-
     store, base = object_store(settings.lake_url)
     listing = store.get_file_info(pafs.FileSelector(base, allow_not_found=True))
     kinds = {info.base_name: info.type for info in listing}

