@@ -3,9 +3,9 @@ refunded or shipped, and the rules engine moves the Alter order.
 
 config.py reads `inbound.yaml` (one entry per source), verify.py checks each platform's
 signature scheme on the raw body, inbox.py is the durable SQLite inbox every verified request
-is written to before the server answers 2xx, server.py is the starlette app and its runners,
-cli.py is `alter-pipeline inbound`. No Dagster here: `inbound_events_sensor` lives in
-alter_pipeline/assets/inbound.py and the rules that act on events in alter_pipeline/rules/.
+is written to before the server answers 2xx, server.py is the starlette app and its runners;
+`alter-pipeline inbound` is alter_pipeline/cli/inbound.py. No Dagster here: `inbound_events_sensor`
+lives in alter_pipeline/sensors.py and the rules that act on events in alter_pipeline/rules/.
 """
 
 from alter_pipeline.inbound.config import InboundConfig, InboundConfigError, Source, load_inbound

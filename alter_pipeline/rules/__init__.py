@@ -3,7 +3,8 @@
 parse.py reads and validates the file (model.py holds the result), compile.py turns each rule
 into one DuckDB query, evaluate.py re-checks a single order in Python and explains verdicts,
 transitions.py holds the allowed status moves, apply.py plans and applies a run with the
-ledger (ledger.py) and the audit table (audit.py), cli.py is `alter-pipeline rules`.
+ledger (ledger.py) and the audit table (audit.py); `alter-pipeline rules` is
+alter_pipeline/cli/rules.py.
 """
 
 from alter_pipeline.rules.model import Rule, RuleSet
