@@ -1,0 +1,42 @@
+"""`run_job`: a job run in this process, recorded in the instance; the caller hears progress."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alter_pipeline.config import Settings
+from alter_pipeline.jobs_runner import run_job
+
+
+@pytest.fixture
+def project(emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("ALTER_API_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("ALTER_API_KEY", emulator.key)
+    monkeypatch.setenv("ALTER_API_TOKEN", emulator.token)
+    monkeypatch.setenv("ALTER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("ALTER_STOREFRONTS_FILE", str(tmp_path / "no-storefronts.yaml"))
+    return Settings.from_env(dotenv=False)
+
+
+def test_the_progress_listener_given_to_run_job_hears_every_page_of_the_sync(project, emulator):
+    heard: list[tuple[str, int, int, int]] = []
+
+    outcome = run_job("sync_job", project, progress=lambda *update: heard.append(update))
+
+    assert outcome.success, outcome.error
+    orders = [u for u in heard if u[0] == "orders"]
+    assert orders and orders[-1][1] == orders[-1][2]  # the last update: every page done
+    assert orders[-1][3] == outcome.metadata["orders"]["dagster/row_count"]
+
+
+def test_a_listener_is_not_heard_by_a_later_run_without_one(project, emulator):
+    """The listener belongs to one run's definitions, not to a module: a later run of the same
+    process does not call it."""
+    heard: list[Any] = []
+    run_job("sync_job", project, progress=lambda *update: heard.append(update))
+    count = len(heard)
+
+    assert run_job("sync_job", project).success
+    assert len(heard) == count
