@@ -73,6 +73,13 @@ def test_the_job_applies_the_rules_and_shows_every_change_in_its_metadata(emulat
     assert emulator.counters.count(PATCH_STATUS) == len(expected)
 
 
+def test_the_job_refreshes_the_changed_orders_so_their_events_follow_at_once(emulator, tmp_path):
+    sync_lake(emulator, tmp_path)
+    expected = stale_cart_ids(emulator)
+    result = run_job(emulator, tmp_path, write_rules(tmp_path))
+    assert metadata(result)["refresh"] == f"refreshed {len(expected)} orders"
+
+
 def test_a_dry_run_job_records_what_would_happen_and_changes_nothing(emulator, tmp_path):
     sync_lake(emulator, tmp_path)
     result = run_job(emulator, tmp_path, write_rules(tmp_path), dry_run=True)
