@@ -12,6 +12,7 @@ import typer
 
 from alter_pipeline.cli import local, maintenance, query, sync
 from alter_pipeline.cli.auth import auth_app
+from alter_pipeline.cli.base import set_debugging
 from alter_pipeline.cli.inbound import inbound_app
 from alter_pipeline.cli.rules import rules_app
 from alter_pipeline.cli.webhooks import webhooks_app
@@ -32,7 +33,7 @@ app.command()(local.ui)
 def main_options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
 ) -> None:
-    del debug  # read back by alter_pipeline.cli.base.debugging from the command's context
+    set_debugging(debug)
 
 
 def main() -> None:

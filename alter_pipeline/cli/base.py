@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -32,10 +32,17 @@ INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for Ctrl-C
 INTERRUPTED = "interrupted: nothing was committed, the previous snapshot stays current"
 
 
+# The root command's `--debug`, set by its callback at the start of every invocation (so one
+# invocation's flag never outlives it, as a module-level dict's did between CliRunner calls).
+_debug: ContextVar[bool] = ContextVar("alter_pipeline_cli_debug", default=False)
+
+
+def set_debugging(debug: bool) -> None:
+    _debug.set(debug)
+
+
 def debugging() -> bool:
-    """The root command's `--debug`, read from the running command's context (no global)."""
-    context = click.get_current_context(silent=True)
-    return bool(context and context.find_root().params.get("debug"))
+    return _debug.get()
 
 
 def guarded(action: Callable[[], T]) -> T:
