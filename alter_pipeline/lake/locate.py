@@ -3,7 +3,9 @@
 With ALTER_DATA_DIR=s3://bucket/prefix, every lake root under the local working directory
 (the deployment's, or a storefront's `storefront_id=<id>/`) mirrors the same relative place
 under the URL (`lake_at`), so sensors, the rules CLI and the webhook intake on any machine
-see the object store's current snapshot, not a stale local one.
+see the object store's current snapshot, not a stale local one. `for_storefront` gives the
+settings of the storefront a command works on (its lake root, published or local); it lives
+here, above storefronts.py, so that module never imports the lake back.
 """
 
 from __future__ import annotations
