@@ -311,7 +311,7 @@ class AlterClient:
         decoder: Decoder | None = None,
     ) -> Iterator[Page | FastPage]:
         """Every order matching the filters, as raw pages: ascending id order, verified complete
-        even while orders are created and deleted (see `paging.py`). Pages arrive in completion
+        even while orders are created and deleted (see `paging/`). Pages arrive in completion
         order; each holds only rows not yielded before. With a `decoder` (e.g.
         `lake.fast_flatten.decode_orders_page`), a page it reads arrives as a `FastPage`."""
         listing = Listing(
