@@ -451,7 +451,7 @@ class AlterClient:
         finally:
             response.close()
         body = b"".join(chunks)
-        self.stats.add(nbytes=len(body))
+        self.stats.add(nbytes=len(body), throttled=int(response.status_code == 429))
         return _wire.Reply(response.status_code, response.headers, body)
 
 

@@ -133,6 +133,11 @@ def _sync(
         "rows_per_second": round(report.rows_per_second, 1),
         "api_requests": stats.requests,
         "api_retries": stats.retries,
+        # The listing's adaptive concurrency (api/paging/concurrency.py): 429s it was answered,
+        # requests in flight it settled on, and its pace in requests/s (0: none was needed).
+        "api_throttled": stats.throttled,
+        "api_concurrency": stats.window or 0,
+        "api_pace": stats.pace or 0.0,
         "pages": report.orders.pages + report.products.pages,
         "mode": report.mode,
         "events": dg.MetadataValue.json(report.events),

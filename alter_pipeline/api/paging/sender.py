@@ -8,11 +8,16 @@ from typing import Any
 import httpx
 
 from alter_pipeline.api import _wire
-from alter_pipeline.api.retry import RetryPolicy, RetryState, Safety
+from alter_pipeline.api.paging.concurrency import AdaptiveLimit
+from alter_pipeline.api.retry import RetryPolicy, RetryState, Safety, parse_retry_after
 
 
 class AsyncSender:
     """Async twin of the sync client's request loop: same retry rules, same errors, same stats.
+
+    Every attempt passes through an `AdaptiveLimit`: it waits for room in the window, for any
+    Retry-After pause and for the pace, and its outcome (success and latency, or 429) adjusts
+    them.
 
     Sends through a set of clients of one connection each, one client per request in flight:
     httpcore checks every idle connection of a pool for expiry on each request (a socket
@@ -25,8 +30,11 @@ class AsyncSender:
         secrets: _wire.Secrets,
         policy: RetryPolicy,
         stats: _wire.Counters,
+        limit: AdaptiveLimit | None = None,
     ) -> None:
         self._clients = clients
+        self.limit = limit or AdaptiveLimit(len(clients))
+        self._room = asyncio.Event()
         self._free = list(clients)
         self._secrets = secrets
         self._policy = policy
@@ -64,12 +72,44 @@ class AsyncSender:
     async def _attempt(self, call: _wire.Call) -> _wire.Reply | Exception:
         # More requests in flight than clients cannot happen in a pager; if it did, they
         # would share the first client's connection (its pool queues them).
+        sent_at = await self._admit()
         http = self._free.pop() if self._free else self._clients[0]
+        outcome: _wire.Reply | Exception | None = None
         try:
-            return await self._exchange(http, call)
+            outcome = await self._exchange(http, call)
+            return outcome
         finally:
             if http not in self._free:
                 self._free.append(http)
+            self._heard(outcome, sent_at)
+
+    async def _admit(self) -> float:
+        """Wait for room in the window, then for the pause and the pace; the send time."""
+        while not self.limit.may_start():
+            self._room.clear()
+            await self._room.wait()
+        wait = self.limit.reserve()
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except BaseException:  # cancelled while waiting: give the slot back
+                self.limit.on_other()
+                self._room.set()
+                raise
+        return self.limit.now()
+
+    def _heard(self, outcome: _wire.Reply | Exception | None, sent_at: float) -> None:
+        if isinstance(outcome, _wire.Reply) and outcome.status == 429:
+            self._stats.add(throttled=1)
+            retry_after = parse_retry_after(outcome.headers.get("retry-after"))
+            self.limit.on_throttled(sent_at, retry_after)
+        elif isinstance(outcome, _wire.Reply) and 200 <= outcome.status < 300:
+            self.limit.on_success(sent_at)
+        else:
+            self.limit.on_other()
+        settled = self.limit.settled()
+        self._stats.settle(settled.window, settled.pace, settled.replies)
+        self._room.set()
 
     async def _exchange(self, http: httpx.AsyncClient, call: _wire.Call) -> _wire.Reply | Exception:
         request = call.build(http, self._secrets)
