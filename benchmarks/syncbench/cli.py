@@ -52,6 +52,7 @@ def run(plan: Plan, work: Path) -> dict[str, Any]:
     scenarios.main_store(session)
     scenarios.big_store(session)
     scenarios.rate_limited(session)
+    scenarios.high_latency(session)
     rows = [m.as_dict() for m in session.measurements]
     results: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),
@@ -87,6 +88,7 @@ def rate_only(plan: Plan) -> None:
     try:
         session = scenarios.Session(plan, work)
         scenarios.rate_limited(session)
+    scenarios.high_latency(session)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for figures in session.sections["rate_limited"]:

@@ -28,6 +28,7 @@ class Plan:
     analytics_runs: int = 5
     rate_limits: tuple[float, ...] = (20.0, 100.0)  # the emulator's --rate-limit, requests/s
     rate_seconds: float = 20.0  # each rate-limited store holds about this long a sync
+    high_latency_ms: float = 150.0  # an API across an ocean: the main store, ours vs the limit
 
 
 FULL = Plan(

@@ -216,6 +216,30 @@ def _state_in_tables(
     return (statuses.get(order_id), lines.get(order_id, []))
 
 
+# ---- an API across an ocean ---------------------------------------------------------------
+
+
+def high_latency(session: Session) -> None:
+    """The main store at `high_latency_ms` added to every reply: ours against the limit, once
+    each, at the same concurrency ceiling."""
+    latency = session.plan.high_latency_ms
+    orders = session.plan.main_orders
+    print(f"store of {orders} orders at {latency:g} ms latency", flush=True)
+    found: dict[str, Any] = {"latency_ms": latency, "orders_in_store": orders}
+    with Emulator(orders, latency_ms=latency) as emu:
+        for name in FAST:
+            measurement, out = session.measure(emu, name, 0, tag=f"latency-{latency:g}")
+            shutil.rmtree(out)
+            found[name] = {
+                "wall_s": measurement.wall_s,
+                "orders_per_s": measurement.orders_per_s,
+                "cpu_s": measurement.cpu_s,
+                "requests": measurement.requests,
+                "peak_rss_mb": measurement.peak_rss_mb,
+            }
+    session.sections["high_latency"] = found
+
+
 # ---- politeness at a rate limit ------------------------------------------------------------
 
 
