@@ -88,7 +88,6 @@ def rate_only(plan: Plan) -> None:
     try:
         session = scenarios.Session(plan, work)
         scenarios.rate_limited(session)
-    scenarios.high_latency(session)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for figures in session.sections["rate_limited"]:
