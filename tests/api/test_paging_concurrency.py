@@ -54,14 +54,25 @@ def test_a_ceiling_of_one_keeps_one_request_in_flight() -> None:
 def test_a_429_halves_the_window_and_paces_below_the_sending_rate() -> None:
     clock = Clock()
     limit = AdaptiveLimit(8, clock)
-    for _ in range(40):  # 40 requests in the last second: a sending rate of 40/s
-        round_trip(limit, clock, latency=0.02)
+    for _ in range(40):  # 40 requests, one every 25 ms: 40 a second
+        round_trip(limit, clock, latency=0.025)
     assert limit.window == 8 and limit.pace is None
+    assert limit.sending_rate() == pytest.approx(40, rel=0.05)
     sent = clock.now
     limit.reserve()
     limit.on_throttled(sent, retry_after=None)
     assert limit.window == 4
-    assert limit.pace is not None and limit.pace < 40
+    assert limit.pace == pytest.approx(20, rel=0.05)  # half the rate it was sending at
+
+
+def test_a_429_in_the_first_second_paces_at_the_rate_sent_so_far() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(8, clock)
+    for _ in range(10):  # 10 requests in 0.1 s: 100 a second, not 10
+        round_trip(limit, clock, latency=0.01)
+    limit.reserve()
+    limit.on_throttled(clock.now, retry_after=None)
+    assert limit.pace is not None and limit.pace > 40
     assert limit.throttled == 1
 
 

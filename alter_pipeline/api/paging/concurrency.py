@@ -9,9 +9,10 @@ struggling answers slower. `AdaptiveLimit` reacts to both, and never exceeds the
   per window of successes (additive);
   halved on a 429 and cut by a tenth while the smoothed latency is over twice the lowest seen
   (multiplicative), at most once per window of replies each, never below one.
-* pace (requests per second): none until the first 429, then the rate the client was sending at
-  times `PACE_DECREASE` (a window limit alone cannot obey a rate limit: one request in flight at
-  30 ms is 33 requests a second); times `PACE_DECREASE` again on each later 429, and
+* pace (requests per second): none until the first 429, then half the rate the client was
+  sending at (a window limit alone cannot obey a rate limit: one request in flight at 30 ms is
+  33 requests a second; and the rate measured includes the burst the limit allowed at first);
+  times `PACE_DECREASE` on each later 429, and
   +`PACE_STEP` per success (additive: the pace climbs a few percent a second, so a 429 comes
   rarely, and only after the pace has crossed the limit). Once the pace has climbed
   `LIFTED_FACTOR` times past where the last 429 left it, the limit is taken to have lifted:
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 START_WINDOW = 2
+FIRST_PACE_DECREASE = 0.5  # an unpaced listing overshoots the limit by the burst it allows
 PACE_DECREASE = 0.85
 PACE_STEP = 0.02  # requests/s added to the pace per success: ~2% of the pace per second
 LIFTED_FACTOR = 1.5
@@ -37,6 +39,7 @@ LATENCY_RISE = 2.0  # smoothed latency over this many times the lowest: the serv
 LATENCY_DECREASE = 0.9
 _EWMA = 0.1  # weight of the newest latency in the smoothed one
 _RATE_WINDOW = 1.0  # seconds of sends the current sending rate is measured over
+_MIN_SPAN = 0.05  # seconds: the shortest span a sending rate is measured over
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,7 @@ class AdaptiveLimit:
         self._last_latency_cut = float("-inf")
         self._pace_at_throttle = 0.0
         self._starts: deque[float] = deque()
+        self._first_start: float | None = None
         self._lowest = float("inf")
         self._smoothed: float | None = None
 
@@ -87,14 +91,22 @@ class AdaptiveLimit:
         if self.pace is not None:
             start = max(start, self._next_start)
             self._next_start = start + 1.0 / self.pace
+        if not self._starts and self._first_start is None:
+            self._first_start = start
         self._starts.append(start)
         while self._starts and self._starts[0] < start - _RATE_WINDOW:
             self._starts.popleft()
         return start - now
 
     def sending_rate(self) -> float:
-        """Requests started in the last second (a floor of one: a rate is never zero)."""
-        return max(1.0, float(len(self._starts)) / _RATE_WINDOW)
+        """Requests a second started over the last second, or since the first start when that
+        is more recent (a listing's first 429 often comes within its first second: counting
+        its few starts as a second's worth would pace it far below what the API allowed)."""
+        if not self._starts:
+            return 1.0
+        assert self._first_start is not None
+        span = min(_RATE_WINDOW, max(self._clock() - self._first_start, _MIN_SPAN))
+        return max(1.0, len(self._starts) / span)
 
     # -- hearing back --
 
@@ -128,8 +140,10 @@ class AdaptiveLimit:
         self._last_decrease = now
         self._starting = False
         self.window = max(1.0, self.window / 2)
-        base = self.pace if self.pace is not None else self.sending_rate()
-        self.pace = max(0.1, base * PACE_DECREASE)
+        if self.pace is None:
+            self.pace = max(0.1, self.sending_rate() * FIRST_PACE_DECREASE)
+        else:
+            self.pace = max(0.1, self.pace * PACE_DECREASE)
         self._pace_at_throttle = self.pace
 
     def settled(self) -> Settled:
