@@ -98,6 +98,10 @@ class AdaptiveLimit:
             self._starts.popleft()
         return start - now
 
+    def paused_for(self) -> float:
+        """Seconds left of a Retry-After pause (for requests that reserved before it began)."""
+        return max(0.0, self._paused_until - self._clock())
+
     def sending_rate(self) -> float:
         """Requests a second started over the last second, or since the first start when that
         is more recent (a listing's first 429 often comes within its first second: counting

@@ -89,13 +89,15 @@ class AsyncSender:
             self._room.clear()
             await self._room.wait()
         wait = self.limit.reserve()
-        if wait > 0:
-            try:
+        try:
+            # A 429 heard while this one waited for its slot pauses it too.
+            while wait > 0:
                 await asyncio.sleep(wait)
-            except BaseException:  # cancelled while waiting: give the slot back
-                self.limit.on_other()
-                self._room.set()
-                raise
+                wait = self.limit.paused_for()
+        except BaseException:  # cancelled while waiting: give the slot back
+            self.limit.on_other()
+            self._room.set()
+            raise
         return self.limit.now()
 
     def _heard(self, outcome: _wire.Reply | Exception | None, sent_at: float) -> None:
