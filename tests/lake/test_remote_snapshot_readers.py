@@ -11,13 +11,15 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pyarrow as pa
 
 from alter_pipeline.lake import Lake
 
-COMMITS = 10
+COMMITS = 10  # at least; more while the reader has not answered three times
+MAX_COMMITS = 200
 
 # Queries both tables of the current snapshot in a loop until stdin closes; prints each answer.
 READER = textwrap.dedent(
@@ -94,19 +96,39 @@ def test_readers_of_the_object_store_see_one_whole_snapshot_and_current_never_mi
     s3_url: str, tmp_path: Path
 ) -> None:
     # Old snapshots are kept: collecting one a slow reader still reads is a documented limit.
-    lake = Lake(tmp_path / "writer", remote=s3_url, keep=COMMITS + 1)
+    lake = Lake(tmp_path / "writer", remote=s3_url, keep=MAX_COMMITS + 1)
     committed = [commit(lake, 0)]
     reader = start(READER, s3_url, str(tmp_path / "reader"))
+    answered = threading.Event()  # the reader answered during the commits and saw a switch
+    lines: list[str] = []
+    listening = threading.Thread(target=listen, args=(reader, lines, answered))
+    listening.start()
     watcher = start(WATCHER, s3_url)
-    committed += [commit(lake, n) for n in range(1, COMMITS)]
-    output, _ = reader.communicate("stop\n", timeout=120)
+    # Commit until the reader has answered across a switch, whatever the machine's speed.
+    while len(committed) < COMMITS or not answered.is_set():
+        assert len(committed) < MAX_COMMITS, f"the reader answered {len(lines)} times"
+        committed.append(commit(lake, len(committed)))
+    assert reader.stdin is not None
+    reader.stdin.write("stop\n")
+    reader.stdin.close()
+    listening.join(120)
+    reader.wait(120)
     watched, _ = watcher.communicate("stop\n", timeout=120)
-    answers = [json.loads(line) for line in output.splitlines()]
     whole = {(orders, items) for orders, items in committed}
+    answers = [json.loads(line) for line in lines]
     seen = {tuple(tuple(facts) for facts in a) if isinstance(a, list) else a for a in answers}
-    assert len(answers) > 2  # the reader was querying while the commits ran
     assert seen <= whole, f"answers of no committed snapshot: {seen - whole}"
     assert len(seen) > 1  # it saw the switch happen
     misses, snapshots = map(int, watched.split())
     assert snapshots > 1, "the watcher saw no switch"
-    assert misses == 0, f"CURRENT was missing {misses} times during {COMMITS} switches"
+    assert misses == 0, f"CURRENT was missing {misses} times during {len(committed)} switches"
+
+
+def listen(reader: subprocess.Popen[str], lines: list[str], answered: threading.Event) -> None:
+    """Collect the reader's answers; set `answered` once there are three, two of them
+    different (it has seen a switch)."""
+    assert reader.stdout is not None
+    for line in reader.stdout:
+        lines.append(line)
+        if len(lines) >= 3 and len(set(lines)) > 1:
+            answered.set()
