@@ -104,16 +104,18 @@ def test_readers_of_the_object_store_see_one_whole_snapshot_and_current_never_mi
     listening = threading.Thread(target=listen, args=(reader, lines, answered))
     listening.start()
     watcher = start(WATCHER, s3_url)
-    # Commit until the reader has answered across a switch, whatever the machine's speed.
-    while len(committed) < COMMITS or not answered.is_set():
-        assert len(committed) < MAX_COMMITS, f"the reader answered {len(lines)} times"
-        committed.append(commit(lake, len(committed)))
-    assert reader.stdin is not None
-    reader.stdin.write("stop\n")
-    reader.stdin.close()
-    listening.join(120)
-    reader.wait(120)
-    watched, _ = watcher.communicate("stop\n", timeout=120)
+    try:
+        # Commit until the reader has answered across a switch, whatever the machine's speed.
+        while len(committed) < COMMITS or not answered.is_set():
+            assert len(committed) < MAX_COMMITS, f"the reader answered {len(lines)} times"
+            committed.append(commit(lake, len(committed)))
+    finally:  # the readers stop also when the test fails
+        assert reader.stdin is not None
+        reader.stdin.write("stop\n")
+        reader.stdin.close()
+        listening.join(120)
+        reader.wait(120)
+        watched, _ = watcher.communicate("stop\n", timeout=120)
     whole = {(orders, items) for orders, items in committed}
     answers = [json.loads(line) for line in lines]
     seen = {tuple(tuple(facts) for facts in a) if isinstance(a, list) else a for a in answers}
