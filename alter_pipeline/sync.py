@@ -31,7 +31,7 @@ import duckdb
 import pyarrow as pa
 
 from alter_pipeline import selfcheck
-from alter_pipeline.contract import ORDER_STATUSES
+from alter_pipeline.contract import ORDER_STATUSES, fields
 from alter_pipeline.events import detect
 from alter_pipeline.events.schema import ORDER_EVENTS, ORDER_EVENTS_TABLE
 from alter_pipeline.lake import Lake, Snapshot, SnapshotWriter, fast_flatten, schemas
@@ -125,10 +125,12 @@ def write_all_orders(
     listed: list[pa.Array] = []
     # The pager's decoder thread reads each page with Arrow's JSON reader (off the GIL) and
     # builds its rows with Arrow compute; a page it cannot prove identical goes through
-    # flatten_orders (same rows, same rejections). Pages are written 16 at a time.
-    pages = client.iter_order_pages(
-        concurrency=concurrency, decoder=fast_flatten.decode_orders_pages
+    # flatten_orders (same rows, same rejections). Pages are written 16 at a time. The
+    # decoder's caches are this sync's own.
+    decoder = functools.partial(
+        fast_flatten.decode_orders_pages, caches=fast_flatten.DecodeCaches()
     )
+    pages = client.iter_order_pages(concurrency=concurrency, decoder=decoder)
     for batch, flat in fast_flatten.flatten_order_pages(pages):
         orders.write(flat.orders)
         items.write(flat.items)
@@ -444,11 +446,8 @@ class OrderUpdates:
             if order_id is None:  # the same broken record read twice is one rejection
                 self._broken.setdefault(json.dumps(row, sort_keys=True, default=str), row)
                 continue
-            earlier = self.rows.get(order_id)
-            if earlier is not None and "isSeenByOwner" in earlier and "isSeenByOwner" not in row:
-                # The detail shape has no isSeenByOwner: keep what the list said moments ago.
-                row = {**row, "isSeenByOwner": earlier["isSeenByOwner"]}
-            self.rows[order_id] = row
+            # A detail-shape row keeps what the list said moments ago of the fields it lacks.
+            self.rows[order_id] = fields.merge_detail(row, self.rows.get(order_id))
             self.deleted.discard(order_id)
 
     def drop(self, order_ids: Iterable[int]) -> None:

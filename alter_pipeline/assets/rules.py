@@ -19,6 +19,7 @@ from alter_pipeline.assets.inbound import apply_inbound, inbound_metadata
 from alter_pipeline.assets.jobs import sensor_default_status
 from alter_pipeline.assets.scope import Scope, Tick, scope_of, tick_each_storefront
 from alter_pipeline.config import Settings
+from alter_pipeline.contract.fields import as_utc
 from alter_pipeline.lake import Snapshot
 from alter_pipeline.lake.locate import open_lake
 from alter_pipeline.resources import AlterApiResource, LakeResource
@@ -59,7 +60,7 @@ def _now(text: str | None) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise dg.Failure(f"config `now` is not an ISO timestamp: {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return as_utc(value)
 
 
 def build_status_transitions(partitions_def: dg.PartitionsDefinition | None = None):

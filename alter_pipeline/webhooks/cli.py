@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from alter_pipeline.config import ConfigError, Settings
+from alter_pipeline.contract.fields import as_utc
 
 webhooks_app = typer.Typer(
     no_args_is_help=True,
@@ -193,7 +194,7 @@ def parse_since(text: str) -> datetime:
         raise ValueError(
             f"--since: expected an ISO-8601 time such as 2026-11-26T10:00:00Z, got {text!r}"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return as_utc(moment)
 
 
 @webhooks_app.command()

@@ -495,7 +495,9 @@ def test_a_full_sync_writes_the_same_tables_through_either_path(
         return tables
 
     fast = sync(tmp_path / "fast")
-    monkeypatch.setattr(fast_flatten, "decode_orders_pages", lambda bodies: [None] * len(bodies))
+    monkeypatch.setattr(
+        fast_flatten, "decode_orders_pages", lambda bodies, caches=None: [None] * len(bodies)
+    )
     python = sync(tmp_path / "python")
     assert fast["orders"].num_rows == 300 - 4
     for table in fast:
