@@ -25,12 +25,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
 
 from alter_pipeline import selfcheck
+from alter_pipeline.api.models import AuthInfo
+from alter_pipeline.api.paging import Decoder, FastPage, Page
 from alter_pipeline.contract import ORDER_STATUSES, fields
 from alter_pipeline.events import detect
 from alter_pipeline.events.schema import ORDER_EVENTS, ORDER_EVENTS_TABLE
@@ -45,6 +47,31 @@ from alter_pipeline.lake.snapshot import conform
 
 ProgressCallback = Callable[[str, int, int, int], None]
 """progress(entity, pages_done, pages_total, rows_so_far)"""
+
+
+class SyncClient(Protocol):
+    """What a sync needs of an API client (`api.AlterClient` is one; tests may pass another)."""
+
+    def auth_check(self) -> AuthInfo: ...
+
+    def list_orders_raw(
+        self,
+        *,
+        order_status: str | None = None,
+        offset: int = 0,
+        limit: int = ...,
+        order_by: str | None = None,
+        direction: str | None = None,
+    ) -> Page: ...
+
+    def get_orders_raw(self, order_ids: Iterable[int]) -> list[dict[str, Any]]: ...
+
+    def iter_order_pages(
+        self, *, concurrency: int = ..., decoder: Decoder | None = None
+    ) -> Iterator[Page | FastPage]: ...
+
+    def iter_product_pages(self, *, concurrency: int = ...) -> Iterator[Page]: ...
+
 
 FINAL_STATUSES = ("completed", "cancelled")
 PAGE = selfcheck.PAGE
@@ -116,7 +143,11 @@ def _pages(total: int) -> int:
 
 
 def write_all_orders(
-    client: Any, writer: SnapshotWriter, report: SyncReport, progress, concurrency: int
+    client: SyncClient,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    progress: ProgressCallback,
+    concurrency: int,
 ) -> selfcheck.HeldIds:
     """List every order into the snapshot; returns the ids listed (rejected ones included)."""
     stats = report.orders
@@ -152,7 +183,7 @@ class ListingMismatchError(RuntimeError):
 
 
 def check_full_listing(
-    client: Any,
+    client: SyncClient,
     writer: SnapshotWriter,
     report: SyncReport,
     con: duckdb.DuckDBPyConnection,
@@ -210,7 +241,11 @@ def _patch_listing(
 
 
 def write_all_products(
-    client: Any, writer: SnapshotWriter, report: SyncReport, progress, concurrency: int
+    client: SyncClient,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    progress: ProgressCallback,
+    concurrency: int,
 ) -> None:
     stats = report.products
     products = writer.table("products", schemas.PRODUCTS)
@@ -226,7 +261,7 @@ def write_all_products(
 
 
 def keep_rejected(
-    client: Any, writer: SnapshotWriter, report: SyncReport, con: duckdb.DuckDBPyConnection
+    client: SyncClient, writer: SnapshotWriter, report: SyncReport, con: duckdb.DuckDBPyConnection
 ) -> None:
     """A full listing leaves out the records that broke the contract; an order or product the
     previous snapshot had is not deleted for that: its last valid rows are carried over (the
@@ -261,7 +296,7 @@ def _carry_rejected(
     key: str,
     schema: pa.Schema,
     report: SyncReport,
-    client: Any,
+    client: SyncClient | None,
 ) -> int:
     """Copy the parent's rows of rejected, still existing `table` rows the listing lacked."""
     assert writer.parent is not None
@@ -289,7 +324,7 @@ def _as_id(record_id: str | None) -> int | None:
     return int(record_id) if record_id is not None and record_id.isdigit() else None
 
 
-def orders_still_there(client: Any, candidates: list[int]) -> set[int]:
+def orders_still_there(client: SyncClient, candidates: list[int]) -> set[int]:
     """Which of `candidates` the API still has, by batch reads. An answer holding a record
     without a usable id cannot say whose it is: that batch is split, down to single ids (a
     single id's answer, broken or not, proves the order exists)."""
@@ -333,7 +368,9 @@ class CheckFigures:
 class SelfCheck:
     """Runs `selfcheck` over this client's order listing and keeps the figures."""
 
-    def __init__(self, client: Any, figures: CheckFigures, budget: int | None = None) -> None:
+    def __init__(
+        self, client: SyncClient, figures: CheckFigures, budget: int | None = None
+    ) -> None:
         self._client = client
         self.figures = figures
         self._budget = budget  # page reads for locating; None: as many as one listing
@@ -456,7 +493,7 @@ class OrderUpdates:
             self.deleted.add(order_id)
 
 
-def reread_into(client: Any, updates: OrderUpdates, wanted: Iterable[int]) -> set[int]:
+def reread_into(client: SyncClient, updates: OrderUpdates, wanted: Iterable[int]) -> set[int]:
     """Batch re-read `wanted` into `updates`; ids the answers lack are deleted (asked about one
     by one when an answer holds a record without a usable id). Returns the deleted ids."""
     wanted = sorted(set(wanted))
@@ -529,7 +566,7 @@ class EscalateToFullListing(Exception):
 
 
 def write_incremental_orders(
-    client: Any,
+    client: SyncClient,
     writer: SnapshotWriter,
     report: SyncReport,
     con: duckdb.DuckDBPyConnection,
@@ -548,7 +585,7 @@ def write_incremental_orders(
 
 
 def update_orders(
-    client: Any,
+    client: SyncClient,
     writer: SnapshotWriter,
     report: SyncReport,
     con: duckdb.DuckDBPyConnection,
@@ -799,7 +836,9 @@ class StorefrontMismatchError(RuntimeError):
     """The credentials belong to another storefront than the lake's rows."""
 
 
-def claim_storefront(client: Any, writer: SnapshotWriter, storefront_id: int | None = None) -> int:
+def claim_storefront(
+    client: SyncClient, writer: SnapshotWriter, storefront_id: int | None = None
+) -> int:
     """Stamp the snapshot with the credentials' storefront (`GET /auth/check`), refusing to
     mix two storefronts' rows in one lake (a key swapped in the environment, say): the diff
     would report every order deleted and every other one created."""
@@ -847,7 +886,7 @@ def _bulk_allocations() -> Iterator[None]:
 
 
 def run_sync(
-    client: Any,
+    client: SyncClient,
     lake: Lake,
     *,
     full: bool = False,
@@ -910,7 +949,7 @@ def run_sync(
 
 
 def refresh_orders(
-    client: Any, lake: Lake, order_ids: Iterable[int], *, now: datetime | None = None
+    client: SyncClient, lake: Lake, order_ids: Iterable[int], *, now: datetime | None = None
 ) -> SyncReport:
     """Re-read these orders now and record their changes and events (e.g. right after the rules
     job changed their status, so webhooks need not wait for the next sync)."""

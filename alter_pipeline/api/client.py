@@ -312,8 +312,9 @@ class AlterClient:
     ) -> Iterator[Page | FastPage]:
         """Every order matching the filters, as raw pages: ascending id order, verified complete
         even while orders are created and deleted (see `paging.py`). Pages arrive in completion
-        order; each holds only rows not yielded before. With a `decoder` (e.g.
-        `lake.fast_flatten.decode_orders_page`), a page it reads arrives as a `FastPage`."""
+        order; each holds only rows not yielded before. With a `decoder` (a `paging.Decoder`:
+        a list of page bodies in, one `Decoded` or None per body out, e.g.
+        `lake.fast_flatten.decode_orders_pages`), a page it reads arrives as a `FastPage`."""
         listing = Listing(
             "/customer-orders",
             "order",

@@ -9,7 +9,7 @@ into materialization metadata and its refusals into `dg.Failure`s with one clear
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
@@ -26,6 +26,9 @@ from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.rules import audit
 from alter_pipeline.rules.parse import RulesError, content_hash, load_rules, parse_rules
 from alter_pipeline.storefronts import Storefronts
+
+if TYPE_CHECKING:  # for annotations only: the module itself is imported when a run applies
+    from alter_pipeline.rules.apply import Plan, RunReport
 
 RULES_GROUP = "rules"
 OWNERS = ["team:operations"]
@@ -142,14 +145,14 @@ def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Sco
         raise dg.Failure(f"{len(dead)} inbound events gave up after repeated failures: {shown}")
 
 
-def _plan_metadata(plan: Any) -> dict[str, Any]:
+def _plan_metadata(plan: "Plan") -> dict[str, Any]:
     return {
         "planned": len(plan.live()),
         "per_rule": dg.MetadataValue.json(dict(plan.per_rule(live=True))),
     }
 
 
-def _report_metadata(report: Any, path: Path) -> dict[str, Any]:
+def _report_metadata(report: "RunReport", path: Path) -> dict[str, Any]:
     from alter_pipeline.rules.apply import markdown_rows
 
     applied = report.outcome(audit.APPLIED)

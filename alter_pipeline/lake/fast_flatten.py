@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -542,20 +542,39 @@ def _timestamps(texts: pa.Array) -> pa.Array | None:
 BATCH_PAGES = 16  # pages written together: fewer, larger Parquet writes
 
 
+class RawPage(Protocol):
+    """What the flattener needs of any page: its kept records as raw JSON dicts (the pager's
+    `Page` and `FastPage` both have them; the lake knows nothing of the pager itself)."""
+
+    @property
+    def items(self) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class DecodedPage(RawPage, Protocol):
+    """A page the fast decoder read (the pager's `FastPage`): what `decode_orders_pages` made
+    of its body, and the positions of the records the pager kept."""
+
+    @property
+    def decoded(self) -> object: ...
+
+    @property
+    def keep(self) -> list[int]: ...
+
+
+P = TypeVar("P", bound=RawPage)
+
+
 def flatten_order_pages(
-    pages: Iterable[Any], batch_pages: int = BATCH_PAGES
-) -> Iterator[tuple[list[Any], flatten.FlatOrders]]:
+    pages: Iterable[P], batch_pages: int = BATCH_PAGES
+) -> Iterator[tuple[list[P], flatten.FlatOrders]]:
     """A listing's orders and items, `batch_pages` pages at a time: a page the fast decoder
     built (`decode_orders_pages`) is cut to the records the pager kept; any other page goes
     through `flatten.flatten_orders`, so the rows and rejections are those it gives."""
-    batch: list[Any] = []
+    batch: list[P] = []
     flats: list[flatten.FlatOrders] = []
     for page in pages:
-        decoded = getattr(page, "decoded", None)
-        if isinstance(decoded, ArrowOrders) and decoded.flat is not None:
-            flats.append(decoded.rows(page.keep))
-        else:
-            flats.append(flatten.flatten_orders(page.items))
+        flats.append(_flat(page))
         batch.append(page)
         if len(batch) >= batch_pages:
             yield batch, _concat(flats)
@@ -564,7 +583,15 @@ def flatten_order_pages(
         yield batch, _concat(flats)
 
 
-def flatten_order_page(page: Any) -> flatten.FlatOrders:
+def _flat(page: RawPage) -> flatten.FlatOrders:
+    if isinstance(page, DecodedPage):
+        decoded = page.decoded
+        if isinstance(decoded, ArrowOrders) and decoded.flat is not None:
+            return decoded.rows(page.keep)
+    return flatten.flatten_orders(page.items)
+
+
+def flatten_order_page(page: RawPage) -> flatten.FlatOrders:
     """One page's orders and items (the fast path when it can, else `flatten_orders`)."""
     return next(flatten_order_pages([page], batch_pages=1))[1]
 
