@@ -25,14 +25,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import duckdb
 import pyarrow as pa
 
 from alter_pipeline import selfcheck
 from alter_pipeline.api.models import AuthInfo
-from alter_pipeline.api.paging import Decoder, FastPage, Page
+from alter_pipeline.api.paging import Decoded, Decoder, FastPage, Page
 from alter_pipeline.contract import ORDER_STATUSES, fields
 from alter_pipeline.events import detect
 from alter_pipeline.events.schema import ORDER_EVENTS, ORDER_EVENTS_TABLE
@@ -158,9 +158,12 @@ def write_all_orders(
     # builds its rows with Arrow compute; a page it cannot prove identical goes through
     # flatten_orders (same rows, same rejections). Pages are written 16 at a time. The
     # decoder's caches are this sync's own.
-    decoder = functools.partial(
-        fast_flatten.decode_orders_pages, caches=fast_flatten.DecodeCaches()
-    )
+    caches = fast_flatten.DecodeCaches()
+
+    def decoder(bodies: list[bytes]) -> list[Decoded | None]:
+        # ArrowOrders has Decoded's fields, read-only (frozen) where the Protocol says settable.
+        return cast(list[Decoded | None], fast_flatten.decode_orders_pages(bodies, caches))
+
     pages = client.iter_order_pages(concurrency=concurrency, decoder=decoder)
     for batch, flat in fast_flatten.flatten_order_pages(pages):
         orders.write(flat.orders)
@@ -335,7 +338,7 @@ def orders_still_there(client: SyncClient, candidates: list[int]) -> set[int]:
         answer = client.get_orders_raw(chunk)
         ids = [o.get("id") if isinstance(o, dict) else None for o in answer]
         if all(isinstance(i, int) for i in ids):
-            present |= set(ids) & set(chunk)
+            present |= {i for i in ids if i is not None} & set(chunk)
         elif len(chunk) == 1:
             present.add(chunk[0])
         else:
@@ -550,7 +553,7 @@ def ids_to_reread(
     return [r[0] for r in rows]
 
 
-def _parent_statuses(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> dict[int, str]:
+def _parent_statuses(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> dict[int, str | None]:
     orders = detect.parquet_glob(parent.table_dir("orders"))
     rows = con.execute(f"SELECT order_id, status FROM read_parquet('{orders}')").fetchall()
     return dict(rows)
@@ -705,17 +708,19 @@ def record_changes(
     full: bool = False,
 ) -> None:
     parent = writer.parent
-    has_previous = parent is not None and parent.has_table("orders")
-    if has_previous and full and _previous_unreadable(con, parent, writer, report):
-        has_previous = False
+    # The snapshot to diff against: the parent, when it has orders that can be read.
+    previous = parent if parent is not None and parent.has_table("orders") else None
+    if previous is not None and full and _previous_unreadable(con, previous, writer, report):
+        previous = None
+    has_previous = previous is not None
     new_orders, new_items = writer.tmp_dir / "orders", writer.tmp_dir / "order_items"
-    old = (parent.table_dir("orders"), parent.table_dir("order_items")) if has_previous else None
+    old = (previous.table_dir("orders"), previous.table_dir("order_items")) if previous else None
     had_history = parent is not None and parent.has_table("orders_history")
     changes: list[detect.Change] = []
     # A first sync emits nothing and its history opens a row for every order: it needs no
     # per-order states, which would hold the whole store in memory (~2 GB at 100k orders).
     if has_previous or emit_initial or had_history:
-        legacy = has_previous and not parent.meta(EMPTY_MEASURES_KEPT, False)
+        legacy = previous is not None and not previous.meta(EMPTY_MEASURES_KEPT, False)
         changes = list(
             detect.changed_orders(
                 con, old, (new_orders, new_items), old_empty_measures_as_null=legacy
@@ -723,8 +728,8 @@ def record_changes(
         )
         report.changed_orders = len(changes) if has_previous else 0
         if products_listed:
-            had_products = has_previous and parent.has_table("products")
-            old_products = parent.table_dir("products") if had_products else None
+            had_products = previous is not None and previous.has_table("products")
+            old_products = previous.table_dir("products") if previous and had_products else None
             changes += list(detect.changed_products(con, old_products, writer.tmp_dir / "products"))
     _write_history(con, writer, changes, detected_at)
     if not has_previous and not emit_initial:

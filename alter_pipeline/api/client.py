@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -336,7 +336,8 @@ class AlterClient:
         that is refused (then completeness rests on the `total` check alone)."""
         filters = _product_filters(name, customizer)
         listing = Listing("/products", "products", "products:read", filters, by_id_optional=True)
-        return self._pages(listing, concurrency, page_size)
+        # Without a decoder the pager yields plain `Page`s only.
+        return cast(Iterator[Page], self._pages(listing, concurrency, page_size))
 
     def iter_orders(self, *, concurrency: int = 8, **filters: Any) -> Iterator[OrderSummary]:
         """Typed convenience over `iter_order_pages` (same filters)."""

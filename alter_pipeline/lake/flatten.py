@@ -250,7 +250,9 @@ def order_row(raw: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, 
         raise RecordError("order", f"expected an object, got {_show(raw)}")
     if raw.get("id") is None:
         raise RecordError("id", "missing")
-    order_id = _int(raw["id"], "", "id", nullable=False)
+    order_id = raw["id"]
+    if type(order_id) is not int:  # _int names the problem (a bool, a string)
+        _int(order_id, "", "id", nullable=False)
     status = raw.get("orderStatus")
     if status not in _STATUSES:
         raise RecordError("orderStatus", f"unknown status {_show(status)}")

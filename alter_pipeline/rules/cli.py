@@ -273,6 +273,7 @@ def _warehouse_facts(order_ids: list[int]) -> dict[int, Any]:
         facts = load_facts(con, order_ids)
     missing = [i for i in order_ids if i not in facts]
     if missing:
+        assert snapshot is not None  # snapshot_connection refuses a lake without one
         raise _usage(
             f"order {missing[0]} is not in the warehouse (snapshot {snapshot.snapshot_id}); "
             f"sync first, or use --live to read it from the API"
