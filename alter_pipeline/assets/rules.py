@@ -7,6 +7,7 @@ into materialization metadata and its refusals into `dg.Failure`s with one clear
 """
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,7 +67,9 @@ def _now(text: str | None) -> datetime:
     return as_utc(value)
 
 
-def build_status_transitions(partitions_def: dg.PartitionsDefinition | None = None):
+def build_status_transitions(
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetsDefinition:
     @dg.asset(
         name=ASSET,
         deps=["orders", "order_items"],
@@ -82,14 +85,16 @@ def build_status_transitions(partitions_def: dg.PartitionsDefinition | None = No
         config: RulesRunConfig,
         alter_api: AlterApiResource,
         lake: LakeResource,
-    ):
+    ) -> Iterator[dg.MaterializeResult]:
         """Evaluate the rules over the current snapshot and apply their status changes."""
         yield from _apply(context, config, scope_of(context, lake, alter_api))
 
     return status_transitions
 
 
-def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Scope):
+def _apply(
+    context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Scope
+) -> Iterator[dg.MaterializeResult]:
     from alter_pipeline.api.errors import MissingScopeError
     from alter_pipeline.rules.apply import BlastRadiusError, apply_rules
     from alter_pipeline.rules.data import NoDataError
@@ -228,7 +233,9 @@ def make_rules_sensor(
         default_status=sensor_default_status(),
         description="Apply the status rules after new order events or a rules file change.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource
+    ) -> dg.SensorResult | dg.SkipReason:
         path = rules_path(rules_file)
         if not path.is_file():
             return dg.SkipReason(f"no rules file at {path} (set ALTER_RULES_FILE)")
