@@ -113,3 +113,12 @@ def test_both_flatteners_take_their_money_range_from_the_contract() -> None:
     body = body.replace(f'"{fields.MONEY_LIMIT}"', str(fields.MONEY_LIMIT))
     decoded = fast_flatten.decode_orders_page(body.encode())
     assert decoded is None or decoded.flat is None  # the fast path leaves it to flatten
+
+
+def test_a_measure_beyond_its_column_is_rejected_not_a_crash() -> None:
+    # DECIMAL(18, 6) holds less than MEASURE_LIMIT; Arrow refused the batch before.
+    raw = _listed()
+    raw["productItems"][0]["variant"]["volume"] = Decimal(10) ** 12
+    flat = flatten.flatten_orders([raw])
+    assert flat.orders.num_rows == 0
+    assert "variant.volume" in flat.rejected[0].reason
