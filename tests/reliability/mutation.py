@@ -85,6 +85,17 @@ MUTATIONS = [
         ("tests/lake/test_snapshot_readers.py",),
     ),
     Mutation(
+        "remote-switch-not-atomic", "on the object store CURRENT is one write, never missing",
+        "alter_pipeline/lake/remote.py",
+        '        data = json.dumps({"snapshot_id": snapshot_id}).encode()\n',
+        '        data = json.dumps({"snapshot_id": snapshot_id}).encode()\n'
+        "        if not self.is_local and expected is not None and expected.snapshot_id:\n"
+        "            self.fs.delete_file(self.path(CURRENT))\n"
+        "            self.write_bytes(CURRENT, data)\n"
+        "            return\n",
+        ("tests/lake/test_remote_snapshot_readers.py",),
+    ),
+    Mutation(
         "ledger-forgets-applied", "a transition is never applied twice",
         "alter_pipeline/rules/ledger.py",
         'return f"already applied by run {owner}"',
