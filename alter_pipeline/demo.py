@@ -29,7 +29,7 @@ from alter_pipeline.emulator import EmulatorConfig, run_emulator
 from alter_pipeline.inbound.config import load_inbound
 from alter_pipeline.inbound.server import InboundApp, open_inboxes, run_inbound_server
 from alter_pipeline.inbound.verify import stripe_signature_header
-from alter_pipeline.jobs_runner import run_job
+from alter_pipeline.jobs_runner import JobOutcome, run_job
 from alter_pipeline.resources import LakeResource
 from alter_pipeline.sensors import build_inbound_sensor
 from alter_pipeline.warehouse import connect
@@ -70,7 +70,9 @@ def prepare_data_dir(data_dir: Path) -> None:
     marker.write_text("created by make demo\n")
 
 
-def run(step: str, job: str, settings: Settings, run_config: dict[str, Any] | None = None):
+def run(
+    step: str, job: str, settings: Settings, run_config: dict[str, Any] | None = None
+) -> JobOutcome:
     with console.status(step):
         outcome = run_job(job, settings, run_config)
     if not outcome.success:
@@ -269,7 +271,7 @@ def _inbound_sensor_request(settings: Settings) -> Any:
         resources={"lake": LakeResource(data_dir=str(settings.data_dir))},
     )
     result = build_inbound_sensor().evaluate_tick(context)
-    (request,) = result.run_requests
+    (request,) = result.run_requests or []
     return request
 
 

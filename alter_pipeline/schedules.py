@@ -3,6 +3,7 @@ can tune them; schedules (and sensors) are off until enabled in the UI, or ALTER
 """
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -89,7 +90,7 @@ def _schedule(
         default_status=schedule_default_status(),
         description=f"{description} One run per storefront.",
     )
-    def _each_storefront(context: dg.ScheduleEvaluationContext):
+    def _each_storefront(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
         tick = context.scheduled_execution_time.isoformat()
         for storefront in storefronts.names:
             yield dg.RunRequest(

@@ -11,6 +11,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -94,7 +95,9 @@ def build_events_sensor(
         description=description,
         default_status=sensor_default_status(),
     )
-    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource
+    ) -> dg.SensorResult | dg.SkipReason:
         return tick_each_storefront(context, lake, storefronts, evaluate)
 
     return _sensor
@@ -131,7 +134,9 @@ def build_rules_sensor(
         default_status=sensor_default_status(),
         description="Apply the status rules after new order events or a rules file change.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource
+    ) -> dg.SensorResult | dg.SkipReason:
         path = rules_path(rules_file)
         if not path.is_file():
             return dg.SkipReason(f"no rules file at {path} (set ALTER_RULES_FILE)")
@@ -214,7 +219,9 @@ def inbound_tick(root: Path, rules_file: Path, cursor: str | None, partition: st
         latest, due = inbox.latest_sequence(), inbox.next_retry_at()
         waiting = inbox.oldest_waiting(time.time())
     prefix = f"inbound:{partition}:" if partition else "inbound:"
-    config = {"ops": {RULES_ASSET: {"config": {"rules_file": str(rules_file.absolute())}}}}
+    config: dict[str, Any] = {
+        "ops": {RULES_ASSET: {"config": {"rules_file": str(rules_file.absolute())}}}
+    }
     config["ops"][RULES_ASSET]["config"]["events_only"] = True
     if latest > seen:
         request = dg.RunRequest(
@@ -260,7 +267,9 @@ def build_inbound_sensor(
         default_status=sensor_default_status(),
         description="Apply the event-driven rules to new verified inbound webhook events.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource
+    ) -> dg.SensorResult | dg.SkipReason:
         path = Path(rules_file) if rules_file else Settings.from_env().rules_file
         if not path.is_file():
             return dg.SkipReason(f"no rules file at {path} (set ALTER_RULES_FILE)")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -93,3 +94,14 @@ def s3_url(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = s3_server.create_bucket()
     s3_server.requests.clear()
     return f"s3://{bucket}/lake"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many of the crash tests' kills landed while the work was under way."""
+    crashes = sys.modules.get("test_crashes")  # imported only when the crash tests ran
+    if crashes is not None and sum(crashes.TRIED.values()):
+        per_job = ", ".join(
+            f"{name} {crashes.LANDED[name]}/{n}" for name, n in crashes.TRIED.items()
+        )
+        landed, tried = sum(crashes.LANDED.values()), sum(crashes.TRIED.values())
+        terminalreporter.write_line(f"crash points landed: {landed}/{tried} ({per_job})")

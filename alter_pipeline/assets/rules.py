@@ -7,6 +7,7 @@ into materialization metadata and its refusals into `dg.Failure`s with one clear
 hands it the sync's `refresh_orders`, so the changed orders' events follow at once.
 """
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from alter_pipeline.api.errors import MissingScopeError
 from alter_pipeline.assets.inbound import apply_inbound, inbound_metadata
 from alter_pipeline.assets.scope import Scope, scope_of
 from alter_pipeline.config import Settings
+from alter_pipeline.contract.fields import as_utc
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.rules import audit
 from alter_pipeline.rules.apply import BlastRadiusError, Plan, RunReport, apply_rules, markdown_rows
@@ -58,10 +60,12 @@ def _now(text: str | None) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise dg.Failure(f"config `now` is not an ISO timestamp: {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return as_utc(value)
 
 
-def build_status_transitions(partitions_def: dg.PartitionsDefinition | None = None):
+def build_status_transitions(
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetsDefinition:
     @dg.asset(
         name=ASSET,
         deps=["orders", "order_items"],
@@ -77,14 +81,16 @@ def build_status_transitions(partitions_def: dg.PartitionsDefinition | None = No
         config: RulesRunConfig,
         alter_api: AlterApiResource,
         lake: LakeResource,
-    ):
+    ) -> Iterator[dg.MaterializeResult]:
         """Evaluate the rules over the current snapshot and apply their status changes."""
         yield from _apply(context, config, scope_of(context, lake, alter_api))
 
     return status_transitions
 
 
-def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Scope):
+def _apply(
+    context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Scope
+) -> Iterator[dg.MaterializeResult]:
     path = rules_path(config.rules_file)
     try:
         ruleset = load_rules(path).scoped(scope.covers)

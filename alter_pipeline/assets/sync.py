@@ -2,6 +2,7 @@
 rejected_records into one lake snapshot, committed atomically."""
 
 import dataclasses
+from collections.abc import Iterator
 
 import dagster as dg
 from pydantic import Field
@@ -53,7 +54,7 @@ class SyncConfig(dg.Config):
 def build_alter_sync(
     partitions_def: dg.PartitionsDefinition | None = None,
     progress: sync.ProgressCallback | None = None,
-):
+) -> dg.AssetsDefinition:
     """The sync multi-asset; partitioned by storefront when there are several. `progress`
     hears each page as the run's log does (the CLI builds its definitions with its bar)."""
 
@@ -78,7 +79,7 @@ def build_alter_sync(
         config: SyncConfig,
         alter_api: AlterApiResource,
         lake: LakeResource,
-    ):
+    ) -> Iterator[dg.MaterializeResult]:
         """Page through every order and product and commit a new lake snapshot."""
         yield from _sync(context, config, alter_api, lake, progress)
 
@@ -91,7 +92,7 @@ def _sync(
     alter_api: AlterApiResource,
     lake: LakeResource,
     progress: sync.ProgressCallback | None = None,
-):
+) -> Iterator[dg.MaterializeResult]:
     pages_logged: dict[str, int] = {}
 
     def log_progress(entity: str, done: int, total: int, rows: int) -> None:
@@ -139,6 +140,11 @@ def _sync(
         "rows_per_second": round(report.rows_per_second, 1),
         "api_requests": stats.requests,
         "api_retries": stats.retries,
+        # The listing's adaptive concurrency (api/paging/concurrency.py): 429s it was answered,
+        # requests in flight it settled on, and its pace in requests/s (0: none was needed).
+        "api_throttled": stats.throttled,
+        "api_concurrency": stats.window or 0,
+        "api_pace": stats.pace or 0.0,
         "pages": report.orders.pages + report.products.pages,
         "mode": report.mode,
         "events": dg.MetadataValue.json(report.events),
@@ -168,7 +174,9 @@ def _sync(
         yield dg.MaterializeResult(asset_key=table, metadata=metadata, data_version=version)
 
 
-def build_warehouse_views(partitions_def: dg.PartitionsDefinition | None = None):
+def build_warehouse_views(
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetsDefinition:
     @dg.asset(
         name="warehouse_views",
         deps=list(SYNC_TABLES),

@@ -7,6 +7,8 @@ configuration problem (an invalid subscriptions file, an endpoint whose secret i
 so someone notices.
 """
 
+from typing import Any
+
 import dagster as dg
 
 from alter_pipeline.assets.scope import scope_of
@@ -41,7 +43,11 @@ def deliver_webhooks(
         raise dg.Failure(description=f"invalid webhooks file:\n{error}") from None
     queued = ingest(settings, subscriptions=subscriptions)
     report = deliver_due(settings, max_batch=config.max_batch, subscriptions=subscriptions)
-    metadata = {"queued": queued, "endpoints": len(subscriptions.active()), **report.as_metadata()}
+    metadata: dict[str, Any] = {
+        "queued": queued,
+        "endpoints": len(subscriptions.active()),
+        **report.as_metadata(),
+    }
     context.log.info(f"queued {queued}; {report.summary()}")
     if report.held:
         raise dg.Failure(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from alter_pipeline.cli.base import guarded
@@ -30,6 +32,12 @@ def emulator(
         from alter_pipeline.emulator import EmulatorConfig
         from alter_pipeline.emulator.server import serve
 
+        # `--scopes ''` grants none (a credential without scopes), not the default four.
+        granted: dict[str, Any] = (
+            {"scopes": tuple(s.strip() for s in scopes.split(",") if s.strip())}
+            if scopes is not None
+            else {}
+        )
         config = EmulatorConfig(
             host=host,
             port=port,
@@ -43,12 +51,7 @@ def emulator(
             rate_limit=rate_limit,
             live=live,
             live_rate=live_rate,
-            # `--scopes ''` grants none (a credential without scopes), not the default four.
-            **(
-                {"scopes": tuple(s.strip() for s in scopes.split(",") if s.strip())}
-                if scopes is not None
-                else {}
-            ),
+            **granted,
         )
         serve(config)
 

@@ -4,18 +4,23 @@
 
 JOB is `sync-full`, `sync-incremental`, `rules` or `webhooks`; CONFIG_JSON names the emulator
 (base_url, key, token), the data dir, the clock (`now`, ISO), the run id and the webhooks file.
-Prints `go` once its imports are done (the test starts its kill timer then) and `done` at the
-end.
+Prints `go` once its imports are done, `step N METHOD PATH` after each HTTP exchange the job
+makes (pages fetched, PATCHes sent, webhooks delivered: the run's own progress, which the test
+picks its kill points from) and `done` at the end.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import textwrap
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from alter_pipeline.api import AlterClient, RetryPolicy
 from alter_pipeline.config import Settings
@@ -24,6 +29,34 @@ from alter_pipeline.rules import parse_rules
 from alter_pipeline.rules.apply import apply_rules
 from alter_pipeline.sync import refresh_orders, run_sync
 from alter_pipeline.webhooks import deliver_due, ingest
+
+_steps = itertools.count(1)
+_printing = threading.Lock()  # the sync's pages arrive on two connections at once
+
+
+def _step(request: httpx.Request) -> None:
+    with _printing:
+        print(f"step {next(_steps)} {request.method} {request.url.path}", flush=True)
+
+
+def report_progress() -> None:
+    """Print a step after every HTTP response the job receives, sync and async alike."""
+    send, send_async = httpx.Client.send, httpx.AsyncClient.send
+
+    def sent(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        response = send(self, request, **kwargs)
+        _step(request)
+        return response
+
+    async def sent_async(
+        self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any
+    ) -> httpx.Response:
+        response = await send_async(self, request, **kwargs)
+        _step(request)
+        return response
+
+    httpx.Client.send = sent  # type: ignore[method-assign]
+    httpx.AsyncClient.send = sent_async  # type: ignore[method-assign]
 
 
 def client(config: dict[str, Any]) -> AlterClient:
@@ -52,6 +85,7 @@ def run(job: str, config: dict[str, Any]) -> None:
 
 def main() -> None:
     job, config = sys.argv[1], json.loads(sys.argv[2])
+    report_progress()
     print("go", flush=True)
     run(job, config)
     print("done", flush=True)

@@ -42,7 +42,7 @@ class Mutation:
 MUTATIONS = [
     Mutation(
         "pager-no-hole-reread", "a listing re-reads the holes deletions leave",
-        "alter_pipeline/api/paging.py",
+        "alter_pipeline/api/paging/pager.py",
         "while self._ordered and (holes := self._coverage.holes()):",
         "while False and (holes := self._coverage.holes()):",
         (f"{MATRIX}[churn-while-paging]", "tests/api/test_paging.py"),
@@ -83,6 +83,17 @@ MUTATIONS = [
         "        if self.link.is_symlink():\n            self.link.unlink()\n"
         "        os.symlink(target, self.link)",
         ("tests/lake/test_snapshot_readers.py",),
+    ),
+    Mutation(
+        "remote-switch-not-atomic", "on the object store CURRENT is one write, never missing",
+        "alter_pipeline/lake/remote.py",
+        '        data = json.dumps({"snapshot_id": snapshot_id}).encode()\n',
+        '        data = json.dumps({"snapshot_id": snapshot_id}).encode()\n'
+        "        if not self.is_local and expected is not None and expected.snapshot_id:\n"
+        "            self.fs.delete_file(self.path(CURRENT))\n"
+        "            self.write_bytes(CURRENT, data)\n"
+        "            return\n",
+        ("tests/lake/test_remote_snapshot_readers.py",),
     ),
     Mutation(
         "ledger-forgets-applied", "a transition is never applied twice",

@@ -1,5 +1,6 @@
-"""Crashes: the sync, the rules run and the webhook deliverer killed with SIGKILL at a random
-point (a seeded delay after the worker process is ready), and a full disk (ENOSPC injected
+"""Crashes: the sync, the rules run and the webhook deliverer killed with SIGKILL at points
+chosen from the run's own progress (its Nth HTTP exchange: page fetched, PATCH sent, webhook
+delivered; several N across the run), and a full disk (ENOSPC injected
 into Parquet output and SQLite writes).
 
 Afterwards the lake and the warehouse open, the tables agree with each other, the next run
@@ -17,8 +18,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,15 @@ from alter_pipeline.webhooks.receiver import Reply, run_receiver
 Factory = Callable[..., RunningEmulator]
 WORKER = Path(__file__).with_name("crash_worker.py")
 NOW = datetime(2026, 11, 20, 12, 5, tzinfo=UTC)  # rules' age counts from here in both runs
-SEEDS = (1, 2)  # each kill test kills at two random points
+SEEDS = (1, 2)  # the store mutations between kills
+
+
+# Kill points: the worker's Nth HTTP exchange, spread over runs of these lengths (measured):
+# an incremental sync of 20 (killed early), a full sync of 8 (late), rules runs of 22 and 18
+# (early, late), a deliverer's 92 deliveries, then 6 (late, midway).
+STEP_SYNC_INC, STEP_SYNC_FULL = 5, 6
+STEP_RULES = {4: 4, 5: 14}
+STEP_WEBHOOKS = (60, 3)
 
 
 def worker_config(emulator: RunningEmulator, data_dir: Path, **extra: Any) -> dict[str, Any]:
@@ -70,43 +79,57 @@ def worker_config(emulator: RunningEmulator, data_dir: Path, **extra: Any) -> di
     }
 
 
-def kill_at_random(job: str, config: dict[str, Any], seed: int, window_s: float) -> str:
-    """Run the worker; SIGKILL it a seeded random delay after it is ready. Returns 'killed'
-    when the signal landed while the work was under way, 'finished' when the work was done
-    (the worker printed `done`) before it."""
+def kill_at_step(job: str, config: dict[str, Any], step: int) -> tuple[str, int]:
+    """Run the worker; SIGKILL it as soon as it reports progress step `step` (its HTTP
+    exchanges, see crash_worker.py). Returns ('killed', step) when the signal landed while the
+    work was under way, ('finished', steps it made) when the work was done (the worker printed
+    `done`) before it."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     command = [sys.executable, str(WORKER), job, json.dumps(config)]
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
-        time.sleep(random.Random(seed).uniform(0.0, window_s))
-        proc.send_signal(signal.SIGKILL)
-        output, errors = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode in (0, -signal.SIGKILL), errors
-    return "finished" if "done" in output.split() else "killed"
+    with tempfile.TemporaryFile("w+") as errors:  # a file: a full pipe would stall the worker
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
+            seen, done = 0, False
+            for line in proc.stdout:
+                if line.startswith("step "):
+                    seen = int(line.split()[1])
+                    if seen >= step:
+                        proc.send_signal(signal.SIGKILL)
+                        break
+                done = done or line.strip() == "done"
+            rest, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        errors.seek(0)
+        assert proc.returncode in (0, -signal.SIGKILL), errors.read()
+    if done or "done" in rest.split():
+        return "finished", seen
+    return "killed", seen
 
 
-# Kills that landed while the work was under way, per test (printed in the summary with -rP).
+# Kill points tried and landed while the work was under way, per test (conftest.py prints the
+# tally in the terminal summary).
+TRIED: Counter[str] = Counter()
 LANDED: Counter[str] = Counter()
 
 
 def kill_while_working(
-    name: str, job: str, config: dict[str, Any], seed: int, window_s: float, tries: int = 5
-) -> None:
-    """`kill_at_random` until the kill lands while the work is under way: a run that finished
-    first is followed by another (the same work again, which finds little left to do) with
-    half the window. Fails the test when no kill landed within `tries`."""
-    for attempt in range(tries):
-        if kill_at_random(job, config, seed * 100 + attempt, window_s) == "killed":
+    name: str, job: str, config: dict[str, Any], step: int, tries: int = 5
+) -> int:
+    """`kill_at_step` until the kill lands while the work is under way: a run that finished
+    first (in fewer steps) is followed by another (the same work again, which finds less left
+    to do) killed halfway through the steps the finished one made. Returns the step killed at;
+    fails the test when no kill landed within `tries`."""
+    for _ in range(tries):
+        TRIED[name] += 1
+        outcome, seen = kill_at_step(job, config, step)
+        if outcome == "killed":
             LANDED[name] += 1
-            return
-        window_s /= 2
+            return seen
+        step = max(1, seen // 2)
     pytest.fail(f"{name}: no kill landed while {job} was working in {tries} tries")
 
 
@@ -152,7 +175,7 @@ def event_ids(lake: Lake) -> set[str]:
 # ---- the sync ----------------------------------------------------------------------------------
 
 
-def test_a_sync_killed_at_random_points_loses_nothing(
+def test_a_sync_killed_at_points_across_its_run_loses_nothing(
     emulator_factory: Factory, tmp_path: Path
 ) -> None:
     emulator = emulator_factory(orders=100, products=6, seed=3, latency_ms=10)
@@ -161,12 +184,15 @@ def test_a_sync_killed_at_random_points_loses_nothing(
         for lake in (crashed, reference):
             run_sync(client, lake, full=True, now=emulator.store.now())
         ensure_views(crashed.root)
-        for seed, job in zip(SEEDS, ("sync-incremental", "sync-full"), strict=True):
+        kills = zip(
+            SEEDS, ("sync-incremental", "sync-full"), (STEP_SYNC_INC, STEP_SYNC_FULL), strict=True
+        )
+        for seed, job, step in kills:
             full = job == "sync-full"
             mutate(emulator.store, random.Random(seed))
             run_sync(client, reference, full=full, now=emulator.store.now())
             config = worker_config(emulator, crashed.root)
-            kill_while_working("sync", job, config, seed, window_s=0.4)
+            kill_while_working("sync", job, config, step)
             assert lake_problems(crashed.root) == []
             run_sync(client, crashed, full=full, now=emulator.store.now())
             assert lake_problems(crashed.root) == []
@@ -210,7 +236,7 @@ def _planned_statuses(emulator: RunningEmulator, lake: Lake) -> dict[int, str]:
 
 
 @pytest.mark.parametrize("seed", [4, 5])
-def test_a_rules_run_killed_at_a_random_point_applies_each_transition_once(
+def test_a_rules_run_killed_early_or_late_applies_each_transition_once(
     seed: int, emulator_factory: Factory, tmp_path: Path
 ) -> None:
     log = TransitionLog()
@@ -218,7 +244,7 @@ def test_a_rules_run_killed_at_a_random_point_applies_each_transition_once(
     lake = _synced(emulator, tmp_path)
     expected = _planned_statuses(emulator, lake)
     config = worker_config(emulator, lake.root, rules=RULES, run_id="killed", now=NOW.isoformat())
-    kill_while_working("rules", "rules", config, seed, window_s=0.5)
+    kill_while_working("rules", "rules", config, STEP_RULES[seed])
     book = lake.root / ledger.LEDGER_FILE
     if book.exists():  # else the run was killed before it claimed anything
         with sqlite3.connect(book) as db:
@@ -252,12 +278,12 @@ def shop(emulator_factory: Factory, tmp_path: Path, secret: str) -> Iterator[Sho
         made.close()
 
 
-def test_a_deliverer_killed_at_random_points_loses_no_event(shop: Shop) -> None:
+def test_a_deliverer_killed_at_points_across_its_run_loses_no_event(shop: Shop) -> None:
     subscriptions = str(shop.settings.webhooks_file)
     config = worker_config(shop.emulator, shop.data_dir, webhooks_file=subscriptions)
     ingested = 0
-    for seed in SEEDS:
-        kill_while_working("webhooks", "webhooks", config, seed, window_s=0.8)
+    for seed, step in zip(SEEDS, STEP_WEBHOOKS, strict=True):
+        kill_while_working("webhooks", "webhooks", config, step)
         with Outbox.open(shop.data_dir) as outbox:  # opens; ingestion is all or nothing
             assert outbox.cursor() in (ingested, len(lake_events(shop.lake)))
         # Rows the killed run had claimed are free again once their lease (timeout + 30 s)
