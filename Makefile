@@ -33,6 +33,7 @@ install: $(STAMP) $(DBT_MANIFEST)
 lint: $(STAMP)
 	$(BIN)/ruff check alter_pipeline tests benchmarks
 	$(BIN)/ruff format --check alter_pipeline tests benchmarks
+	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/pytest -q

@@ -214,7 +214,7 @@ def _scope_from(reply: Reply, message: str) -> str | None:
 def error_for(reply: Reply, call: Call, secrets: Secrets) -> errors.AlterAPIError:
     """The typed error for a non-2xx reply."""
     message = server_message(reply, secrets)
-    where = {"status": reply.status, "method": call.method, "path": call.path}
+    where: dict[str, Any] = {"status": reply.status, "method": call.method, "path": call.path}
     status = reply.status
     if status == 401:
         return errors.AuthenticationError(f"authentication failed: {message}", **where)

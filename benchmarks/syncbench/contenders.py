@@ -224,7 +224,7 @@ def run_ours_python(args: argparse.Namespace) -> dict[str, Any]:
     in Python (what the fast path falls back to), to measure what the fast path gains."""
     from alter_pipeline.lake import fast_flatten
 
-    fast_flatten.decode_orders_pages = lambda bodies: [None] * len(bodies)
+    fast_flatten.decode_orders_pages = lambda bodies, caches=None: [None] * len(bodies)
     return run_ours(args, full=True)
 
 
