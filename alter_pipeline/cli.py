@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from alter_pipeline.config import ConfigError, Settings
+
+if TYPE_CHECKING:  # annotations only: jobs_runner loads the definitions, when a job runs
+    from alter_pipeline.jobs_runner import JobOutcome
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 auth_app = typer.Typer(no_args_is_help=True, help="Check API credentials.")
@@ -245,7 +248,7 @@ def _run_job(
     conf: Settings,
     run_config: dict[str, Any] | None = None,
     partition: str | None = None,
-):
+) -> JobOutcome:
     from alter_pipeline.jobs_runner import run_job
 
     outcome = run_job(name, conf, run_config, partition_key=partition)
@@ -258,7 +261,7 @@ def _run_job(
 
 def _run_with_progress(
     name: str, conf: Settings, run_config: dict[str, Any], partition: str | None = None
-):
+) -> JobOutcome:
     from rich.progress import Progress
 
     from alter_pipeline import sync as sync_module
@@ -443,6 +446,12 @@ def emulator(
         from alter_pipeline.emulator import EmulatorConfig
         from alter_pipeline.emulator.server import serve
 
+        # `--scopes ''` grants none (a credential without scopes), not the default four.
+        granted: dict[str, Any] = (
+            {"scopes": tuple(s.strip() for s in scopes.split(",") if s.strip())}
+            if scopes is not None
+            else {}
+        )
         config = EmulatorConfig(
             host=host,
             port=port,
@@ -456,12 +465,7 @@ def emulator(
             rate_limit=rate_limit,
             live=live,
             live_rate=live_rate,
-            # `--scopes ''` grants none (a credential without scopes), not the default four.
-            **(
-                {"scopes": tuple(s.strip() for s in scopes.split(",") if s.strip())}
-                if scopes is not None
-                else {}
-            ),
+            **granted,
         )
         serve(config)
 

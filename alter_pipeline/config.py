@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from alter_pipeline.contract import DEFAULT_BASE_URL
@@ -69,7 +70,7 @@ def validate_base_url(url: str, variable: str = "ALTER_API_BASE_URL") -> str:
     return url.rstrip("/")
 
 
-def data_location(data_dir: str, cache_dir: str | None) -> dict[str, object]:
+def data_location(data_dir: str, cache_dir: str | None) -> dict[str, Any]:
     """A local data directory, or an object-store URL plus the local mirror that stages it."""
     if "://" not in data_dir:
         return {"data_dir": _directory(data_dir, "ALTER_DATA_DIR"), "lake_url": None}

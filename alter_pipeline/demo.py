@@ -18,12 +18,15 @@ import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from alter_pipeline.config import Settings
+
+if TYPE_CHECKING:  # annotations only: jobs_runner loads the definitions, when a job runs
+    from alter_pipeline.jobs_runner import JobOutcome
 
 console = Console()
 DEMO_ORDERS = 3000
@@ -60,7 +63,9 @@ def prepare_data_dir(data_dir: Path) -> None:
     marker.write_text("created by make demo\n")
 
 
-def run(step: str, job: str, settings: Settings, run_config: dict[str, Any] | None = None):
+def run(
+    step: str, job: str, settings: Settings, run_config: dict[str, Any] | None = None
+) -> JobOutcome:
     from alter_pipeline.jobs_runner import run_job
 
     with console.status(step):
@@ -275,7 +280,7 @@ def _inbound_sensor_request(settings: Settings) -> Any:
         resources={"lake": LakeResource(data_dir=str(settings.data_dir))},
     )
     result = make_inbound_sensor().evaluate_tick(context)
-    (request,) = result.run_requests
+    (request,) = result.run_requests or []
     return request
 
 

@@ -43,7 +43,7 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
         data = event.engine_event_data if event is not None else None
         pid = data.metadata.get("pid") if data is not None else None
         if pid is not None and str(pid.value).isdigit():
-            return int(pid.value)
+            return int(str(pid.value))
     return None
 
 

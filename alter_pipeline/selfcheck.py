@@ -68,7 +68,9 @@ class HeldIds:
         return len(self._ids)
 
     def __contains__(self, order_id: object) -> bool:
-        i = bisect.bisect_left(self._ids, order_id)  # type: ignore[arg-type]
+        if not isinstance(order_id, int):  # not an id: never held (and not comparable)
+            return False
+        i = bisect.bisect_left(self._ids, order_id)
         return i < len(self._ids) and self._ids[i] == order_id
 
     @property

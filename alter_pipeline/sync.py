@@ -25,13 +25,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 import duckdb
 import pyarrow as pa
 
 from alter_pipeline import selfcheck
-from alter_pipeline.contract import ORDER_STATUSES
+from alter_pipeline.api.models import AuthInfo
+from alter_pipeline.api.paging import Decoded, Decoder, FastPage, Page
+from alter_pipeline.contract import ORDER_STATUSES, fields
 from alter_pipeline.events import detect
 from alter_pipeline.events.schema import ORDER_EVENTS, ORDER_EVENTS_TABLE
 from alter_pipeline.lake import Lake, Snapshot, SnapshotWriter, fast_flatten, schemas
@@ -45,6 +47,31 @@ from alter_pipeline.lake.snapshot import conform
 
 ProgressCallback = Callable[[str, int, int, int], None]
 """progress(entity, pages_done, pages_total, rows_so_far)"""
+
+
+class SyncClient(Protocol):
+    """What a sync needs of an API client (`api.AlterClient` is one; tests may pass another)."""
+
+    def auth_check(self) -> AuthInfo: ...
+
+    def list_orders_raw(
+        self,
+        *,
+        order_status: str | None = None,
+        offset: int = 0,
+        limit: int = ...,
+        order_by: str | None = None,
+        direction: str | None = None,
+    ) -> Page: ...
+
+    def get_orders_raw(self, order_ids: Iterable[int]) -> list[dict[str, Any]]: ...
+
+    def iter_order_pages(
+        self, *, concurrency: int = ..., decoder: Decoder | None = None
+    ) -> Iterator[Page | FastPage]: ...
+
+    def iter_product_pages(self, *, concurrency: int = ...) -> Iterator[Page]: ...
+
 
 FINAL_STATUSES = ("completed", "cancelled")
 PAGE = selfcheck.PAGE
@@ -116,7 +143,11 @@ def _pages(total: int) -> int:
 
 
 def write_all_orders(
-    client: Any, writer: SnapshotWriter, report: SyncReport, progress, concurrency: int
+    client: SyncClient,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    progress: ProgressCallback,
+    concurrency: int,
 ) -> selfcheck.HeldIds:
     """List every order into the snapshot; returns the ids listed (rejected ones included)."""
     stats = report.orders
@@ -125,10 +156,15 @@ def write_all_orders(
     listed: list[pa.Array] = []
     # The pager's decoder thread reads each page with Arrow's JSON reader (off the GIL) and
     # builds its rows with Arrow compute; a page it cannot prove identical goes through
-    # flatten_orders (same rows, same rejections). Pages are written 16 at a time.
-    pages = client.iter_order_pages(
-        concurrency=concurrency, decoder=fast_flatten.decode_orders_pages
-    )
+    # flatten_orders (same rows, same rejections). Pages are written 16 at a time. The
+    # decoder's caches are this sync's own.
+    caches = fast_flatten.DecodeCaches()
+
+    def decoder(bodies: list[bytes]) -> list[Decoded | None]:
+        # ArrowOrders has Decoded's fields, read-only (frozen) where the Protocol says settable.
+        return cast(list[Decoded | None], fast_flatten.decode_orders_pages(bodies, caches))
+
+    pages = client.iter_order_pages(concurrency=concurrency, decoder=decoder)
     for batch, flat in fast_flatten.flatten_order_pages(pages):
         orders.write(flat.orders)
         items.write(flat.items)
@@ -150,7 +186,7 @@ class ListingMismatchError(RuntimeError):
 
 
 def check_full_listing(
-    client: Any,
+    client: SyncClient,
     writer: SnapshotWriter,
     report: SyncReport,
     con: duckdb.DuckDBPyConnection,
@@ -208,7 +244,11 @@ def _patch_listing(
 
 
 def write_all_products(
-    client: Any, writer: SnapshotWriter, report: SyncReport, progress, concurrency: int
+    client: SyncClient,
+    writer: SnapshotWriter,
+    report: SyncReport,
+    progress: ProgressCallback,
+    concurrency: int,
 ) -> None:
     stats = report.products
     products = writer.table("products", schemas.PRODUCTS)
@@ -224,7 +264,7 @@ def write_all_products(
 
 
 def keep_rejected(
-    client: Any, writer: SnapshotWriter, report: SyncReport, con: duckdb.DuckDBPyConnection
+    client: SyncClient, writer: SnapshotWriter, report: SyncReport, con: duckdb.DuckDBPyConnection
 ) -> None:
     """A full listing leaves out the records that broke the contract; an order or product the
     previous snapshot had is not deleted for that: its last valid rows are carried over (the
@@ -259,7 +299,7 @@ def _carry_rejected(
     key: str,
     schema: pa.Schema,
     report: SyncReport,
-    client: Any,
+    client: SyncClient | None,
 ) -> int:
     """Copy the parent's rows of rejected, still existing `table` rows the listing lacked."""
     assert writer.parent is not None
@@ -287,7 +327,7 @@ def _as_id(record_id: str | None) -> int | None:
     return int(record_id) if record_id is not None and record_id.isdigit() else None
 
 
-def orders_still_there(client: Any, candidates: list[int]) -> set[int]:
+def orders_still_there(client: SyncClient, candidates: list[int]) -> set[int]:
     """Which of `candidates` the API still has, by batch reads. An answer holding a record
     without a usable id cannot say whose it is: that batch is split, down to single ids (a
     single id's answer, broken or not, proves the order exists)."""
@@ -298,7 +338,7 @@ def orders_still_there(client: Any, candidates: list[int]) -> set[int]:
         answer = client.get_orders_raw(chunk)
         ids = [o.get("id") if isinstance(o, dict) else None for o in answer]
         if all(isinstance(i, int) for i in ids):
-            present |= set(ids) & set(chunk)
+            present |= {i for i in ids if i is not None} & set(chunk)
         elif len(chunk) == 1:
             present.add(chunk[0])
         else:
@@ -331,7 +371,9 @@ class CheckFigures:
 class SelfCheck:
     """Runs `selfcheck` over this client's order listing and keeps the figures."""
 
-    def __init__(self, client: Any, figures: CheckFigures, budget: int | None = None) -> None:
+    def __init__(
+        self, client: SyncClient, figures: CheckFigures, budget: int | None = None
+    ) -> None:
         self._client = client
         self.figures = figures
         self._budget = budget  # page reads for locating; None: as many as one listing
@@ -444,11 +486,8 @@ class OrderUpdates:
             if order_id is None:  # the same broken record read twice is one rejection
                 self._broken.setdefault(json.dumps(row, sort_keys=True, default=str), row)
                 continue
-            earlier = self.rows.get(order_id)
-            if earlier is not None and "isSeenByOwner" in earlier and "isSeenByOwner" not in row:
-                # The detail shape has no isSeenByOwner: keep what the list said moments ago.
-                row = {**row, "isSeenByOwner": earlier["isSeenByOwner"]}
-            self.rows[order_id] = row
+            # A detail-shape row keeps what the list said moments ago of the fields it lacks.
+            self.rows[order_id] = fields.merge_detail(row, self.rows.get(order_id))
             self.deleted.discard(order_id)
 
     def drop(self, order_ids: Iterable[int]) -> None:
@@ -457,7 +496,7 @@ class OrderUpdates:
             self.deleted.add(order_id)
 
 
-def reread_into(client: Any, updates: OrderUpdates, wanted: Iterable[int]) -> set[int]:
+def reread_into(client: SyncClient, updates: OrderUpdates, wanted: Iterable[int]) -> set[int]:
     """Batch re-read `wanted` into `updates`; ids the answers lack are deleted (asked about one
     by one when an answer holds a record without a usable id). Returns the deleted ids."""
     wanted = sorted(set(wanted))
@@ -514,7 +553,7 @@ def ids_to_reread(
     return [r[0] for r in rows]
 
 
-def _parent_statuses(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> dict[int, str]:
+def _parent_statuses(con: duckdb.DuckDBPyConnection, parent: Snapshot) -> dict[int, str | None]:
     orders = detect.parquet_glob(parent.table_dir("orders"))
     rows = con.execute(f"SELECT order_id, status FROM read_parquet('{orders}')").fetchall()
     return dict(rows)
@@ -530,7 +569,7 @@ class EscalateToFullListing(Exception):
 
 
 def write_incremental_orders(
-    client: Any,
+    client: SyncClient,
     writer: SnapshotWriter,
     report: SyncReport,
     con: duckdb.DuckDBPyConnection,
@@ -549,7 +588,7 @@ def write_incremental_orders(
 
 
 def update_orders(
-    client: Any,
+    client: SyncClient,
     writer: SnapshotWriter,
     report: SyncReport,
     con: duckdb.DuckDBPyConnection,
@@ -669,17 +708,19 @@ def record_changes(
     full: bool = False,
 ) -> None:
     parent = writer.parent
-    has_previous = parent is not None and parent.has_table("orders")
-    if has_previous and full and _previous_unreadable(con, parent, writer, report):
-        has_previous = False
+    # The snapshot to diff against: the parent, when it has orders that can be read.
+    previous = parent if parent is not None and parent.has_table("orders") else None
+    if previous is not None and full and _previous_unreadable(con, previous, writer, report):
+        previous = None
+    has_previous = previous is not None
     new_orders, new_items = writer.tmp_dir / "orders", writer.tmp_dir / "order_items"
-    old = (parent.table_dir("orders"), parent.table_dir("order_items")) if has_previous else None
+    old = (previous.table_dir("orders"), previous.table_dir("order_items")) if previous else None
     had_history = parent is not None and parent.has_table("orders_history")
     changes: list[detect.Change] = []
     # A first sync emits nothing and its history opens a row for every order: it needs no
     # per-order states, which would hold the whole store in memory (~2 GB at 100k orders).
     if has_previous or emit_initial or had_history:
-        legacy = has_previous and not parent.meta(EMPTY_MEASURES_KEPT, False)
+        legacy = previous is not None and not previous.meta(EMPTY_MEASURES_KEPT, False)
         changes = list(
             detect.changed_orders(
                 con, old, (new_orders, new_items), old_empty_measures_as_null=legacy
@@ -687,8 +728,8 @@ def record_changes(
         )
         report.changed_orders = len(changes) if has_previous else 0
         if products_listed:
-            had_products = has_previous and parent.has_table("products")
-            old_products = parent.table_dir("products") if had_products else None
+            had_products = previous is not None and previous.has_table("products")
+            old_products = previous.table_dir("products") if previous and had_products else None
             changes += list(detect.changed_products(con, old_products, writer.tmp_dir / "products"))
     _write_history(con, writer, changes, detected_at)
     if not has_previous and not emit_initial:
@@ -800,7 +841,9 @@ class StorefrontMismatchError(RuntimeError):
     """The credentials belong to another storefront than the lake's rows."""
 
 
-def claim_storefront(client: Any, writer: SnapshotWriter, storefront_id: int | None = None) -> int:
+def claim_storefront(
+    client: SyncClient, writer: SnapshotWriter, storefront_id: int | None = None
+) -> int:
     """Stamp the snapshot with the credentials' storefront (`GET /auth/check`), refusing to
     mix two storefronts' rows in one lake (a key swapped in the environment, say): the diff
     would report every order deleted and every other one created."""
@@ -848,7 +891,7 @@ def _bulk_allocations() -> Iterator[None]:
 
 
 def run_sync(
-    client: Any,
+    client: SyncClient,
     lake: Lake,
     *,
     full: bool = False,
@@ -911,7 +954,7 @@ def run_sync(
 
 
 def refresh_orders(
-    client: Any, lake: Lake, order_ids: Iterable[int], *, now: datetime | None = None
+    client: SyncClient, lake: Lake, order_ids: Iterable[int], *, now: datetime | None = None
 ) -> SyncReport:
     """Re-read these orders now and record their changes and events (e.g. right after the rules
     job changed their status, so webhooks need not wait for the next sync)."""

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 from alter_pipeline.config import ConfigError
 from alter_pipeline.emulator.config import BASE_PATH, DEMO_KEY, DEMO_TOKEN
@@ -85,7 +86,8 @@ def run_ui(*, port: int, emulator_port: int, orders: int) -> None:
         print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the emulator)")
         sys.stdout.flush()
         ended = groups.wait_any()
-        raise ChildExited(f"{Path(ended.args[0]).name} exited with code {ended.returncode}")
+        program = Path(str(cast(Sequence[str], ended.args)[0])).name  # started from a list
+        raise ChildExited(f"{program} exited with code {ended.returncode}")
 
 
 class ChildExited(RuntimeError):
@@ -194,8 +196,8 @@ class ProcessGroups:
             if self._reaper is not None and self._reaper.stdin is not None:
                 self._reaper.stdin.close()
                 self._reaper.wait(5)
-            for signum, handler in self._previous.items():
-                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            for number, handler in self._previous.items():
+                signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
     def _tell_reaper(self, line: str) -> None:
         assert self._reaper is not None and self._reaper.stdin is not None
@@ -272,7 +274,7 @@ def wait_until_answers(url: str, child: subprocess.Popen[bytes], timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            name = Path(str(child.args[0])).name
+            name = Path(str(cast(Sequence[str], child.args)[0])).name  # started from a list
             raise ChildExited(f"{name} exited with code {child.returncode} before {url} answered")
         try:
             if httpx.get(url, timeout=2.0).status_code == 200:

@@ -197,6 +197,7 @@ def object_store_connection(lakes: list[Lake]) -> duckdb.DuckDBPyConnection:
         snapshot_id = lake.remote.current_id()
         manifest = lake.remote.manifest(snapshot_id) if snapshot_id else None
         for table in (manifest or {}).get("tables", {}):
+            assert snapshot_id is not None  # a manifest is read only for a current snapshot
             patterns.setdefault(table, []).append(
                 f"{lake.remote.snapshot_url(snapshot_id)}/{table}/**/*.parquet"
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -106,7 +107,7 @@ def _walk_events(text: str) -> None:
             )
 
 
-def _at(mark: yaml.Mark | None, message: str) -> YamlLimitError:
+def _at(mark: yaml.Mark | Any | None, message: str) -> YamlLimitError:
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     return YamlLimitError(line, column, message)
 

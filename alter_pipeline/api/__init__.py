@@ -7,7 +7,7 @@
         for page in client.iter_order_pages(concurrency=8):
             ...
 
-See `client.py` for the retry safety of each endpoint and `paging.py` for how listings stay
+See `client.py` for the retry safety of each endpoint and `paging/` for how listings stay
 complete while orders change.
 """
 

@@ -214,7 +214,7 @@ def _scope_from(reply: Reply, message: str) -> str | None:
 def error_for(reply: Reply, call: Call, secrets: Secrets) -> errors.AlterAPIError:
     """The typed error for a non-2xx reply."""
     message = server_message(reply, secrets)
-    where = {"status": reply.status, "method": call.method, "path": call.path}
+    where: dict[str, Any] = {"status": reply.status, "method": call.method, "path": call.path}
     status = reply.status
     if status == 401:
         return errors.AuthenticationError(f"authentication failed: {message}", **where)
@@ -299,17 +299,47 @@ class Counters:
         self._retries = 0
         self._pages = 0
         self._bytes = 0
+        self._throttled = 0
+        self._window: int | None = None
+        self._pace: float | None = None
+        self._settled_replies = -1
 
-    def add(self, *, requests: int = 0, retries: int = 0, pages: int = 0, nbytes: int = 0) -> None:
+    def add(
+        self,
+        *,
+        requests: int = 0,
+        retries: int = 0,
+        pages: int = 0,
+        nbytes: int = 0,
+        throttled: int = 0,
+    ) -> None:
         with self._lock:
             self._requests += requests
             self._retries += retries
             self._pages += pages
             self._bytes += nbytes
+            self._throttled += throttled
+
+    def settle(self, window: int, pace: float | None, replies: int) -> None:
+        """Where a listing's adaptive concurrency stands after `replies` replies (see
+        paging/concurrency.py). The listing with the most replies is the one reported: a
+        one-page listing after a long one says little about the API's limit."""
+        with self._lock:
+            if replies >= self._settled_replies:
+                self._window, self._pace = window, pace
+                self._settled_replies = replies
 
     def snapshot(self) -> ClientStats:
         with self._lock:
-            return ClientStats(self._requests, self._retries, self._pages, self._bytes)
+            return ClientStats(
+                self._requests,
+                self._retries,
+                self._pages,
+                self._bytes,
+                self._throttled,
+                self._window,
+                self._pace,
+            )
 
     @property
     def requests(self) -> int:
@@ -334,17 +364,25 @@ class Counters:
 @dataclass(frozen=True, slots=True)
 class ClientStats:
     """`requests`: HTTP attempts sent (retries included); `retries`: attempts after a failure;
-    `pages`: listing pages fetched by the pagers; `bytes`: response body bytes received."""
+    `pages`: listing pages fetched by the pagers; `bytes`: response body bytes received;
+    `throttled`: 429 answers; `window` and `pace`: requests in flight and per second the
+    longest listing settled on (None: no listing yet, or no pace needed)."""
 
     requests: int
     retries: int
     pages: int
     bytes: int
+    throttled: int = 0
+    window: int | None = None
+    pace: float | None = None
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | float | None]:
         return {
             "requests": self.requests,
             "retries": self.retries,
             "pages": self.pages,
             "bytes": self.bytes,
+            "throttled": self.throttled,
+            "window": self.window,
+            "pace": self.pace,
         }

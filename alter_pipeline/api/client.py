@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -311,9 +311,10 @@ class AlterClient:
         decoder: Decoder | None = None,
     ) -> Iterator[Page | FastPage]:
         """Every order matching the filters, as raw pages: ascending id order, verified complete
-        even while orders are created and deleted (see `paging.py`). Pages arrive in completion
-        order; each holds only rows not yielded before. With a `decoder` (e.g.
-        `lake.fast_flatten.decode_orders_page`), a page it reads arrives as a `FastPage`."""
+        even while orders are created and deleted (see `paging/`). Pages arrive in completion
+        order; each holds only rows not yielded before. With a `decoder` (a `paging.Decoder`:
+        a list of page bodies in, one `Decoded` or None per body out, e.g.
+        `lake.fast_flatten.decode_orders_pages`), a page it reads arrives as a `FastPage`."""
         listing = Listing(
             "/customer-orders",
             "order",
@@ -335,7 +336,8 @@ class AlterClient:
         that is refused (then completeness rests on the `total` check alone)."""
         filters = _product_filters(name, customizer)
         listing = Listing("/products", "products", "products:read", filters, by_id_optional=True)
-        return self._pages(listing, concurrency, page_size)
+        # Without a decoder the pager yields plain `Page`s only.
+        return cast(Iterator[Page], self._pages(listing, concurrency, page_size))
 
     def iter_orders(self, *, concurrency: int = 8, **filters: Any) -> Iterator[OrderSummary]:
         """Typed convenience over `iter_order_pages` (same filters)."""
@@ -451,7 +453,7 @@ class AlterClient:
         finally:
             response.close()
         body = b"".join(chunks)
-        self.stats.add(nbytes=len(body))
+        self.stats.add(nbytes=len(body), throttled=int(response.status_code == 429))
         return _wire.Reply(response.status_code, response.headers, body)
 
 

@@ -9,13 +9,13 @@ The shapes follow the contract's examples, including where they differ:
   `productGroupId`, `productModel3dId`, `sizeId`, ... (`Variant` has them as None when absent);
 * `measureSize` is None or a mapping such as {"D": 8.65, "H": 11.95};
 * `productGroup` is None or a `ProductGroup`;
-* item `updatedAt` is `YYYY-MM-DD HH:MM:SS.ffffff` without a zone (read as UTC), `createdAt` is
-  ISO 8601 with `Z`; both become aware datetimes.
+* timestamps become aware UTC datetimes and money an exact Decimal, by the rules of
+  `contract.fields` (the one place that says what a naive timestamp or a float means).
 
 Money is `Money(value: Decimal, currency)`: the client parses JSON with `parse_float=Decimal`,
-so values are exact from the wire. Unknown fields are ignored (forward compatible); a missing
-documented field raises KeyError/TypeError/ValueError, which the client reports as
-`ProtocolError`.
+so values are exact from the wire; a float is refused. Unknown fields are ignored (forward
+compatible); a missing documented field raises KeyError/TypeError/ValueError, which the client
+reports as `ProtocolError`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from alter_pipeline.contract import fields
+
 Json = Mapping[str, Any]
 
 
@@ -34,9 +36,9 @@ Json = Mapping[str, Any]
 
 def _int(value: Any) -> int:
     # bool is an int subclass; a true/false where an id belongs is a contract break.
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not fields.is_id(value):
         raise TypeError(f"expected an integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def _opt_int(value: Any) -> int | None:
@@ -59,16 +61,12 @@ def _bool(value: Any) -> bool:
 
 
 def _decimal(value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise TypeError(f"expected a number, got {value!r}")
-    # str() first: a float (JSON parsed without parse_float) keeps its printed digits.
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+    return fields.exact_number(value)
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """ISO 8601 (`2026-02-09T01:55:48.000Z`) or `2026-02-09 01:55:49.000000`; naive means UTC."""
-    parsed = datetime.fromisoformat(_str(value))
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    """An API timestamp as an aware UTC datetime (`contract.fields.parse_timestamp`)."""
+    return fields.parse_timestamp(_str(value))
 
 
 # ---- shared pieces -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ daily (`analytics_schedule`, for the age-based abandoned carts). Each refresh re
 Parquet files, the warehouse views over them and the HTML report.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,9 @@ REFRESH_ON_CHANGE = (
 class AnalyticsTranslator(DagsterDbtTranslator):
     """dbt models as assets of the `analytics` group that refresh on changed data."""
 
-    def get_asset_spec(self, manifest: Any, unique_id: str, project: DbtProject | None):
+    def get_asset_spec(
+        self, manifest: Any, unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         if not unique_id.startswith("model."):
             return spec
@@ -98,7 +101,7 @@ def analytics(
     config: AnalyticsConfig,
     dbt: DbtCliResource,
     lake: LakeResource,
-):
+) -> Iterator[Any]:
     """`dbt build` of the selected models and their tests over every storefront's lake."""
     data_dir = lake.path()
     _drop_legacy_tables(context, lake)

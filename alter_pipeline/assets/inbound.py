@@ -118,7 +118,9 @@ def inbound_tick(root: Path, rules_file: Path, cursor: str | None, partition: st
         latest, due = inbox.latest_sequence(), inbox.next_retry_at()
         waiting = inbox.oldest_waiting(time.time())
     prefix = f"inbound:{partition}:" if partition else "inbound:"
-    config = {"ops": {audit.TABLE: {"config": {"rules_file": str(rules_file.absolute())}}}}
+    config: dict[str, Any] = {
+        "ops": {audit.TABLE: {"config": {"rules_file": str(rules_file.absolute())}}}
+    }
     config["ops"][audit.TABLE]["config"]["events_only"] = True
     if latest > seen:
         request = dg.RunRequest(
@@ -164,7 +166,9 @@ def make_inbound_sensor(
         default_status=sensor_default_status(),
         description="Apply the event-driven rules to new verified inbound webhook events.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource
+    ) -> dg.SensorResult | dg.SkipReason:
         path = Path(rules_file) if rules_file else Settings.from_env().rules_file
         if not path.is_file():
             return dg.SkipReason(f"no rules file at {path} (set ALTER_RULES_FILE)")

@@ -1,6 +1,7 @@
 """Jobs and schedules. Cron strings come from the environment so deployments can tune them."""
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -124,7 +125,7 @@ def _schedule(
         default_status=_default_status(),
         description=f"{description} One run per storefront.",
     )
-    def _each_storefront(context: dg.ScheduleEvaluationContext):
+    def _each_storefront(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
         tick = context.scheduled_execution_time.isoformat()
         for storefront in storefronts.names:
             yield dg.RunRequest(

@@ -7,9 +7,10 @@ into materialization metadata and its refusals into `dg.Failure`s with one clear
 """
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
@@ -19,12 +20,16 @@ from alter_pipeline.assets.inbound import apply_inbound, inbound_metadata
 from alter_pipeline.assets.jobs import sensor_default_status
 from alter_pipeline.assets.scope import Scope, Tick, scope_of, tick_each_storefront
 from alter_pipeline.config import Settings
+from alter_pipeline.contract.fields import as_utc
 from alter_pipeline.lake import Snapshot
 from alter_pipeline.lake.locate import open_lake
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.rules import audit
 from alter_pipeline.rules.parse import RulesError, content_hash, load_rules, parse_rules
 from alter_pipeline.storefronts import Storefronts
+
+if TYPE_CHECKING:  # for annotations only: the module itself is imported when a run applies
+    from alter_pipeline.rules.apply import Plan, RunReport
 
 RULES_GROUP = "rules"
 OWNERS = ["team:operations"]
@@ -59,10 +64,12 @@ def _now(text: str | None) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise dg.Failure(f"config `now` is not an ISO timestamp: {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return as_utc(value)
 
 
-def build_status_transitions(partitions_def: dg.PartitionsDefinition | None = None):
+def build_status_transitions(
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetsDefinition:
     @dg.asset(
         name=ASSET,
         deps=["orders", "order_items"],
@@ -78,14 +85,16 @@ def build_status_transitions(partitions_def: dg.PartitionsDefinition | None = No
         config: RulesRunConfig,
         alter_api: AlterApiResource,
         lake: LakeResource,
-    ):
+    ) -> Iterator[dg.MaterializeResult]:
         """Evaluate the rules over the current snapshot and apply their status changes."""
         yield from _apply(context, config, scope_of(context, lake, alter_api))
 
     return status_transitions
 
 
-def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Scope):
+def _apply(
+    context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Scope
+) -> Iterator[dg.MaterializeResult]:
     from alter_pipeline.api.errors import MissingScopeError
     from alter_pipeline.rules.apply import BlastRadiusError, apply_rules
     from alter_pipeline.rules.data import NoDataError
@@ -141,14 +150,14 @@ def _apply(context: dg.AssetExecutionContext, config: RulesRunConfig, scope: Sco
         raise dg.Failure(f"{len(dead)} inbound events gave up after repeated failures: {shown}")
 
 
-def _plan_metadata(plan: Any) -> dict[str, Any]:
+def _plan_metadata(plan: "Plan") -> dict[str, Any]:
     return {
         "planned": len(plan.live()),
         "per_rule": dg.MetadataValue.json(dict(plan.per_rule(live=True))),
     }
 
 
-def _report_metadata(report: Any, path: Path) -> dict[str, Any]:
+def _report_metadata(report: "RunReport", path: Path) -> dict[str, Any]:
     from alter_pipeline.rules.apply import markdown_rows
 
     applied = report.outcome(audit.APPLIED)
@@ -224,7 +233,9 @@ def make_rules_sensor(
         default_status=sensor_default_status(),
         description="Apply the status rules after new order events or a rules file change.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource
+    ) -> dg.SensorResult | dg.SkipReason:
         path = rules_path(rules_file)
         if not path.is_file():
             return dg.SkipReason(f"no rules file at {path} (set ALTER_RULES_FILE)")

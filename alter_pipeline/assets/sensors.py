@@ -71,7 +71,9 @@ def events_sensor(
         description=description,
         default_status=sensor_default_status(),
     )
-    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource
+    ) -> dg.SensorResult | dg.SkipReason:
         return tick_each_storefront(context, lake, storefronts, evaluate)
 
     return _sensor

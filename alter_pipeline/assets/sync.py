@@ -2,6 +2,7 @@
 rejected_records into one lake snapshot, committed atomically."""
 
 import dataclasses
+from collections.abc import Iterator
 
 import dagster as dg
 from pydantic import Field
@@ -49,7 +50,9 @@ class SyncConfig(dg.Config):
     concurrency: int | None = None
 
 
-def build_alter_sync(partitions_def: dg.PartitionsDefinition | None = None):
+def build_alter_sync(
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetsDefinition:
     """The sync multi-asset; partitioned by storefront when there are several."""
 
     @dg.multi_asset(
@@ -73,7 +76,7 @@ def build_alter_sync(partitions_def: dg.PartitionsDefinition | None = None):
         config: SyncConfig,
         alter_api: AlterApiResource,
         lake: LakeResource,
-    ):
+    ) -> Iterator[dg.MaterializeResult]:
         """Page through every order and product and commit a new lake snapshot."""
         yield from _sync(context, config, alter_api, lake)
 
@@ -85,7 +88,7 @@ def _sync(
     config: SyncConfig,
     alter_api: AlterApiResource,
     lake: LakeResource,
-):
+) -> Iterator[dg.MaterializeResult]:
     pages_logged: dict[str, int] = {}
 
     def log_progress(entity: str, done: int, total: int, rows: int) -> None:
@@ -133,6 +136,11 @@ def _sync(
         "rows_per_second": round(report.rows_per_second, 1),
         "api_requests": stats.requests,
         "api_retries": stats.retries,
+        # The listing's adaptive concurrency (api/paging/concurrency.py): 429s it was answered,
+        # requests in flight it settled on, and its pace in requests/s (0: none was needed).
+        "api_throttled": stats.throttled,
+        "api_concurrency": stats.window or 0,
+        "api_pace": stats.pace or 0.0,
         "pages": report.orders.pages + report.products.pages,
         "mode": report.mode,
         "events": dg.MetadataValue.json(report.events),
@@ -162,7 +170,9 @@ def _sync(
         yield dg.MaterializeResult(asset_key=table, metadata=metadata, data_version=version)
 
 
-def build_warehouse_views(partitions_def: dg.PartitionsDefinition | None = None):
+def build_warehouse_views(
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetsDefinition:
     @dg.asset(
         name="warehouse_views",
         deps=list(SYNC_TABLES),

@@ -6,6 +6,8 @@ not fail the run, they are retried on the schedule; a configuration problem (an 
 subscriptions file, an endpoint whose secret is missing) does, so someone notices.
 """
 
+from typing import Any
+
 import dagster as dg
 
 from alter_pipeline.assets.scope import scope_of
@@ -46,7 +48,11 @@ def deliver_webhooks(
         raise dg.Failure(description=f"invalid webhooks file:\n{error}") from None
     queued = ingest(settings, subscriptions=subscriptions)
     report = deliver_due(settings, max_batch=config.max_batch, subscriptions=subscriptions)
-    metadata = {"queued": queued, "endpoints": len(subscriptions.active()), **report.as_metadata()}
+    metadata: dict[str, Any] = {
+        "queued": queued,
+        "endpoints": len(subscriptions.active()),
+        **report.as_metadata(),
+    }
     context.log.info(f"queued {queued}; {report.summary()}")
     if report.held:
         raise dg.Failure(
@@ -56,7 +62,9 @@ def deliver_webhooks(
     context.add_output_metadata(metadata)
 
 
-def build_deliver_webhooks_job(partitions_def: dg.PartitionsDefinition | None = None):
+def build_deliver_webhooks_job(
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.JobDefinition:
     @dg.job(
         name="deliver_webhooks_job",
         description="Deliver order events to the shop's webhook endpoints (signed, retried).",

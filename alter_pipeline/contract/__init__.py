@@ -1,4 +1,8 @@
-"""Contract data shared by the API client and the emulator (and nothing else).
+"""The API contract as data: the one package the API client and the emulator share.
+
+Below every other package: `api`, `emulator`, `lake`, `rules`, `config` and `webhooks` read
+it, and it imports nothing of this project. `fields` says what the contract's fields mean
+(money, timestamps, ids, statuses, the list/detail shapes, `{}` vs null) for every reader.
 
 `examples/` holds every example request and response printed in the public API document,
 verbatim; `openapi.json` is the OpenAPI 3.1 description written from that document.

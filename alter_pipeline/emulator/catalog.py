@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from itertools import product as cartesian
+from typing import Any
 
 from alter_pipeline.emulator.model import (
     Color,
@@ -250,7 +251,7 @@ def _variants(
     # How carefully the shop filled in variant details: nothing (all null), the UI's zero
     # defaults, or real values. All three occur in the documented examples.
     detail = rng.choice(("null", "zeros", "full"))
-    variants = []
+    variants: list[Variant] = []
     # Sizes vary fastest, so neighbouring variants are the sizes of one colour: orders take
     # runs of neighbours, like a team ordering S, M and L of the same shirt.
     combos = cartesian(
@@ -281,7 +282,7 @@ def _variants(
 
 def _variant_details(
     detail: str, template: Template, size: Localized, color: Localized, rng: random.Random
-) -> dict[str, object]:
+) -> dict[str, Any]:
     if detail == "null":
         values: tuple[object, ...] = (None, None, None, None, None, None)
     elif detail == "zeros":

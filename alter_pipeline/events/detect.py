@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -324,7 +324,9 @@ def event_rows(
                     json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str),
                 )
             )
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in ev.ORDER_EVENTS]
+    columns: list[Sequence[Any]] = (
+        list(zip(*rows, strict=True)) if rows else [[] for _ in ev.ORDER_EVENTS]
+    )
     return pa.table(
         [pa.array(c, type=f.type) for c, f in zip(columns, ev.ORDER_EVENTS, strict=True)],
         schema=ev.ORDER_EVENTS,

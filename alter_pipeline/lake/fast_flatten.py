@@ -26,17 +26,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from alter_pipeline.contract import ORDER_STATUSES
+from alter_pipeline.contract import fields
 from alter_pipeline.lake import flatten, schemas
 
 logger = logging.getLogger("alter_pipeline.lake")
@@ -141,29 +142,69 @@ class ArrowOrders:
         )
 
 
-def decode_orders_pages(bodies: list[bytes]) -> list[ArrowOrders | None]:
+class DecodeCaches:
+    """What a listing's decoder remembers from page to page: verdicts on the key sets of the
+    types the reader inferred (most pages of a listing share a handful) and the JSON texts of
+    raw `measureSize` / `metadata` values (a listing repeats the catalog's few values).
+
+    One object per sync, passed to `decode_orders_pages`: nothing is kept at module level, so
+    two syncs in one process never see each other's entries. A lock makes it safe for the
+    pager's decoder threads (one today, `paging.DECODE_THREADS`); it is taken once a call."""
+
+    def __init__(self, verdicts_kept: int = 16, texts_kept: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._verdicts_kept, self._texts_kept = verdicts_kept, texts_kept
+        self._verdicts: list[tuple[pa.DataType, bool]] = []
+        self._texts: dict[bytes, dict[bytes, Any]] = {key: {} for key in _TEXT_RULES}
+
+    def declared_only(self, page_type: pa.StructType) -> bool:
+        """`_check_keys(page_type)`, remembered for the last few types seen."""
+        with self._lock:
+            for known, verdict in self._verdicts:
+                if known == page_type:
+                    return verdict
+            verdict = _check_keys(page_type)
+            self._verdicts.insert(0, (page_type, verdict))
+            del self._verdicts[self._verdicts_kept :]
+            return verdict
+
+    def texts(self, key: bytes, raws: list[bytes]) -> list[Any]:
+        """The text (or _REFUSED) of each raw value of `key`, by `_TEXT_RULES[key]`."""
+        with self._lock:
+            cache = self._texts[key]
+            if len(cache) >= self._texts_kept:
+                cache.clear()
+            for raw in set(raws) - cache.keys():
+                cache[raw] = _text_of(raw, _TEXT_RULES[key])
+            return [cache[raw] for raw in raws]
+
+
+def decode_orders_pages(
+    bodies: list[bytes], caches: DecodeCaches | None = None
+) -> list[ArrowOrders | None]:
     """Each body read by Arrow, or None for a body the reader cannot take (the caller then
     decodes that one as JSON, and reports any error the way it always did). Bodies of one line
     each are read in one call, one JSON line per page: a call costs about as much again as
-    the reading, so several pages at once cost a third less each."""
+    the reading, so several pages at once cost a third less each. `caches`: the sync's own
+    (see `DecodeCaches`); without it, this call's alone."""
     try:
-        return _decode(bodies)
+        return _decode(bodies, caches or DecodeCaches())
     except Exception:  # a bug here must cost speed, not the sync: the JSON path takes over
         logger.exception("fast path failed on %d page(s); decoding them as JSON", len(bodies))
         return [None] * len(bodies)
 
 
-def _decode(bodies: list[bytes]) -> list[ArrowOrders | None]:
+def _decode(bodies: list[bytes], caches: DecodeCaches) -> list[ArrowOrders | None]:
     if len(bodies) > 1 and all(_one_line(body) for body in bodies):
         read = _read(b"\n".join(bodies))
         # A body that is not exactly one document (two on a line, say) shifts the rows.
         if read is not None and read.num_rows == len(bodies):
-            return _split(read, bodies)
-    return [_decode_one(body) for body in bodies]
+            return _split(read, bodies, caches)
+    return [_decode_one(body, caches) for body in bodies]
 
 
-def decode_orders_page(body: bytes) -> ArrowOrders | None:
-    return decode_orders_pages([body])[0]
+def decode_orders_page(body: bytes, caches: DecodeCaches | None = None) -> ArrowOrders | None:
+    return decode_orders_pages([body], caches)[0]
 
 
 def _one_line(body: bytes) -> bool:
@@ -171,11 +212,11 @@ def _one_line(body: bytes) -> bool:
     return body[:1] == b"{" and body[-1:] == b"}" and b"\n" not in body
 
 
-def _decode_one(body: bytes) -> ArrowOrders | None:
+def _decode_one(body: bytes, caches: DecodeCaches) -> ArrowOrders | None:
     read = _read(body) if body else None
     if read is None or read.num_rows != 1:  # several JSON documents (or none): not a page
         return None
-    return _split(read, [body])[0]
+    return _split(read, [body], caches)[0]
 
 
 def _read(data: bytes) -> pa.Table | None:
@@ -197,7 +238,7 @@ def _as_binary(data: bytes) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data)])
 
 
-def _split(read: pa.Table, bodies: list[bytes]) -> list[ArrowOrders | None]:
+def _split(read: pa.Table, bodies: list[bytes], caches: DecodeCaches) -> list[ArrowOrders | None]:
     """One `ArrowOrders` per row of `read` (row k is bodies[k])."""
     envelope = read.column("order").combine_chunks()
     items, totals = pc.struct_field(envelope, "items"), pc.struct_field(envelope, "total")
@@ -206,7 +247,8 @@ def _split(read: pa.Table, bodies: list[bytes]) -> list[ArrowOrders | None]:
     rows = pc.list_flatten(items)
     ids = pc.struct_field(rows, "id").to_pylist()
     ends = np.cumsum(pc.list_value_length(items).fill_null(0).to_numpy())
-    columns = _columns(rows, bodies) if _declared_only(pa.struct(list(read.schema))) else None
+    declared_only = caches.declared_only(pa.struct(list(read.schema)))
+    columns = _columns(rows, bodies, caches) if declared_only else None
     bounds = [(int(ends[k - 1]) if k else 0, int(ends[k])) for k in range(len(bodies))]
     none: list[tuple[None, None]] = [(None, None)] * len(bodies)
     flats = columns.flats(bounds, bodies) if columns is not None else none
@@ -239,6 +281,7 @@ class _Columns:
     broken_orders: np.ndarray  # null records before each record (one more entry than records)
     broken_items: np.ndarray  # null items before each item (likewise)
     string_numbers: list[bool]  # per body
+    caches: DecodeCaches
 
     def flats(
         self, bounds: list[tuple[int, int]], bodies: list[bytes]
@@ -267,7 +310,7 @@ class _Columns:
             return None
         texts = {}
         for column, key in _TEXT_KEYS.items():
-            values = _json_texts(body, key, stop - start)
+            values = _json_texts(body, key, stop - start, self.caches)
             if values is None:
                 return None
             texts[column] = values
@@ -301,7 +344,7 @@ class _Columns:
         return (flat, leaves.counts) if flat is not None else (None, None)
 
 
-def _columns(rows: pa.StructArray, bodies: list[bytes]) -> _Columns:
+def _columns(rows: pa.StructArray, bodies: list[bytes], caches: DecodeCaches) -> _Columns:
     lists = rows.field("productItems")
     items = pc.list_flatten(lists)
     bodies_array = pa.array(bodies, pa.binary())
@@ -316,6 +359,7 @@ def _columns(rows: pa.StructArray, bodies: list[bytes]) -> _Columns:
         np.concatenate(([0], np.cumsum(rows.is_null().to_numpy(zero_copy_only=False)))),
         np.concatenate(([0], np.cumsum(items.is_null().to_numpy(zero_copy_only=False)))),
         string_numbers,
+        caches,
     )
 
 
@@ -331,26 +375,12 @@ def _fields(struct: pa.StructArray, prefix: str = "") -> dict[str, pa.Array]:
     return found
 
 
-def _declared_only(page_type: pa.StructType) -> bool:
-    """`page_type`: the whole body as read. The reader appends an inferred field for every
-    key the schema does not declare. None
-    may be a key the Python path keeps in `extra` (of an order, an item or a variant), and
-    `measureSize` and `metadata` must be keys of an item's size and variant only (their texts
-    are found by key in the raw bytes, one per item). Verdicts are kept per type: most pages
-    of a listing share a handful of inferred types."""
-    for known, verdict in tuple(_verdicts):  # a copy: other listings' decoders insert too
-        if known == page_type:
-            return verdict
-    verdict = _check_keys(page_type)
-    _verdicts.insert(0, (page_type, verdict))
-    del _verdicts[16:]
-    return verdict
-
-
-_verdicts: list[tuple[pa.DataType, bool]] = []
-
-
 def _check_keys(page_type: pa.StructType) -> bool:
+    """Whether a page of `page_type` (the whole body as read) declares only known keys. The
+    reader appends an inferred field for every key the schema does not declare: none may be
+    a key the Python path keeps in `extra` (of an order, an item or a variant), and
+    `measureSize` and `metadata` must be keys of an item's size and variant only (their texts
+    are found by key in the raw bytes, one per item)."""
     order_type = page_type.field("order").type.field("items").type.value_type
     item = order_type.field("productItems").type.value_type
     size, variant = item.field("size").type, item.field("variant").type
@@ -380,13 +410,12 @@ def _count_keys(type_: pa.DataType, name: str) -> int:
 
 # ---- JSON-text columns from the raw bytes ----------------------------------------------------
 
-_REFUSED, _MISSING = object(), object()
-_CACHE_SIZE = 4096
-# Raw value -> its JSON text (or _REFUSED): a listing repeats the catalog's few values.
-_text_caches: dict[bytes, dict[bytes, Any]] = {key: {} for key in _TEXT_RULES}
+_REFUSED = object()
 
 
-def _json_texts(body: bytes, key: bytes, count: int) -> list[str | None] | None:
+def _json_texts(
+    body: bytes, key: bytes, count: int, caches: DecodeCaches
+) -> list[str | None] | None:
     """The column's text for each of the page's `count` items, in document order: the raw
     value after each `"key":`, turned into text by the Python path's own rule. None when the
     key does not occur exactly once per item in compact form, or a value is not flat."""
@@ -396,17 +425,8 @@ def _json_texts(body: bytes, key: bytes, count: int) -> list[str | None] | None:
     # A real key follows `{` or `,`; `\"key":` would be the end of a string's content.
     if not {part[-1:] for part in parts[:-1]} <= _KEY_OPENERS:
         return None
-    raws = [_raw_value(part) for part in parts[1:]]
-    cache = _text_caches[key]
-    if len(cache) >= _CACHE_SIZE:
-        cache.clear()
-    # A local table: another listing's decoder may clear the shared cache meanwhile.
-    found = {raw: cache.get(raw, _MISSING) for raw in set(raws)}
-    for raw, text in found.items():
-        if text is _MISSING:
-            found[raw] = cache[raw] = _text_of(raw, _TEXT_RULES[key])
-    texts = list(map(found.__getitem__, raws))
-    return None if _REFUSED in texts else texts
+    texts = caches.texts(key, [_raw_value(part) for part in parts[1:]])
+    return None if any(text is _REFUSED for text in texts) else texts
 
 
 _KEY_OPENERS = {b"{", b","}
@@ -434,7 +454,7 @@ def _text_of(raw: bytes, rule: Callable[[Any], str | None]) -> Any:
 
 # ---- building table rows ---------------------------------------------------------------------
 
-_STATUSES = pa.array(sorted(ORDER_STATUSES), pa.string())
+_STATUSES = pa.array(sorted(fields.STATUSES), pa.string())
 # The two formats the API sends (`2026-02-09T01:55:48.000Z`, `2026-02-09 01:55:49.000000`),
 # fields in range; Arrow's cast then refuses impossible dates (a 30th of February), as
 # `datetime.fromisoformat` does. Any other spelling takes the Python path.
@@ -443,16 +463,14 @@ _TIMESTAMP = (
     r"(\.\d{1,6})?Z?$"
 )
 _NAIVE = pa.timestamp("us")
-_MONEY_LIMIT = Decimal(10) ** 14  # DECIMAL(18, 4), flatten's range check
-_MEASURE_LIMIT = Decimal(10) ** 12  # DECIMAL(18, 6): the Python path cannot build more
-_QUANTITY_LIMIT = 2**40  # per-order sums stay exact in int64
+# The contract's ranges (`contract.fields`), the ones `flatten` checks record by record.
 _RANGES = (
-    ("orders", "totalPrice.value", _MONEY_LIMIT),
-    ("items", "unitPrice.value", _MONEY_LIMIT),
-    ("items", "totalPrice.value", _MONEY_LIMIT),
-    ("items", "variant.volume", _MEASURE_LIMIT),
-    ("items", "variant.weight", _MEASURE_LIMIT),
-    ("items", "quantity", _QUANTITY_LIMIT),
+    ("orders", "totalPrice.value", fields.MONEY_LIMIT),
+    ("items", "unitPrice.value", fields.MONEY_LIMIT),
+    ("items", "totalPrice.value", fields.MONEY_LIMIT),
+    ("items", "variant.volume", fields.MEASURE_LIMIT),
+    ("items", "variant.weight", fields.MEASURE_LIMIT),
+    ("items", "quantity", fields.QUANTITY_LIMIT),
 )
 
 
@@ -513,7 +531,7 @@ def _timestamps(texts: pa.Array) -> pa.Array | None:
         if pc.all(pc.match_substring_regex(texts, _TIMESTAMP)).as_py() is False:
             return None
         texts = pc.utf8_rtrim(texts, "Z")
-    try:  # naive text is UTC, as flatten reads it
+    try:  # naive text is UTC (`contract.fields`); the regex admits no other offset than Z
         return texts.cast(_NAIVE).cast(schemas.UTC_TIMESTAMP)
     except pa.ArrowInvalid:
         return None
@@ -524,20 +542,39 @@ def _timestamps(texts: pa.Array) -> pa.Array | None:
 BATCH_PAGES = 16  # pages written together: fewer, larger Parquet writes
 
 
+class RawPage(Protocol):
+    """What the flattener needs of any page: its kept records as raw JSON dicts (the pager's
+    `Page` and `FastPage` both have them; the lake knows nothing of the pager itself)."""
+
+    @property
+    def items(self) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class DecodedPage(RawPage, Protocol):
+    """A page the fast decoder read (the pager's `FastPage`): what `decode_orders_pages` made
+    of its body, and the positions of the records the pager kept."""
+
+    @property
+    def decoded(self) -> object: ...
+
+    @property
+    def keep(self) -> list[int]: ...
+
+
+P = TypeVar("P", bound=RawPage)
+
+
 def flatten_order_pages(
-    pages: Iterable[Any], batch_pages: int = BATCH_PAGES
-) -> Iterator[tuple[list[Any], flatten.FlatOrders]]:
+    pages: Iterable[P], batch_pages: int = BATCH_PAGES
+) -> Iterator[tuple[list[P], flatten.FlatOrders]]:
     """A listing's orders and items, `batch_pages` pages at a time: a page the fast decoder
     built (`decode_orders_pages`) is cut to the records the pager kept; any other page goes
     through `flatten.flatten_orders`, so the rows and rejections are those it gives."""
-    batch: list[Any] = []
+    batch: list[P] = []
     flats: list[flatten.FlatOrders] = []
     for page in pages:
-        decoded = getattr(page, "decoded", None)
-        if isinstance(decoded, ArrowOrders) and decoded.flat is not None:
-            flats.append(decoded.rows(page.keep))
-        else:
-            flats.append(flatten.flatten_orders(page.items))
+        flats.append(_flat(page))
         batch.append(page)
         if len(batch) >= batch_pages:
             yield batch, _concat(flats)
@@ -546,7 +583,15 @@ def flatten_order_pages(
         yield batch, _concat(flats)
 
 
-def flatten_order_page(page: Any) -> flatten.FlatOrders:
+def _flat(page: RawPage) -> flatten.FlatOrders:
+    if isinstance(page, DecodedPage):
+        decoded = page.decoded
+        if isinstance(decoded, ArrowOrders) and decoded.flat is not None:
+            return decoded.rows(page.keep)
+    return flatten.flatten_orders(page.items)
+
+
+def flatten_order_page(page: RawPage) -> flatten.FlatOrders:
     """One page's orders and items (the fast path when it can, else `flatten_orders`)."""
     return next(flatten_order_pages([page], batch_pages=1))[1]
 

@@ -11,19 +11,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
 
-from alter_pipeline.contract import ORDER_STATUSES
+from alter_pipeline.contract import fields
 from alter_pipeline.lake import schemas
 
-_STATUSES = frozenset(ORDER_STATUSES)
-_MONEY_QUANTUM = Decimal("0.0001")
-_MEASURE_QUANTUM = Decimal("0.000001")
-_LIMIT = Decimal(10) ** 14  # DECIMAL(18, 4) holds less than this
+_STATUSES = fields.STATUSES
+_MONEY_QUANTUM = fields.MONEY_QUANTUM
+_MEASURE_QUANTUM = fields.MEASURE_QUANTUM
 _JSON_CACHE_SIZE = 4096
 
 # Documented keys per object; anything else is kept in the row's `extra` JSON column.
@@ -122,12 +121,13 @@ def _obj(value: Any, at: str, name: str) -> Mapping[str, Any]:
     return value
 
 
-def _decimal(value: Any, at: str, name: str, quantum: Decimal) -> Decimal | None:
+def _decimal(value: Any, at: str, name: str, quantum: Decimal, limit: Decimal) -> Decimal | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise RecordError(_path(at, name), f"expected a number, got {_show(value)}")
-    number = Decimal(value)
+    try:
+        number = fields.exact_number(value)
+    except TypeError:
+        raise RecordError(_path(at, name), f"expected a number, got {_show(value)}") from None
     try:
         exact = number.quantize(quantum)
     except InvalidOperation as error:
@@ -135,7 +135,7 @@ def _decimal(value: Any, at: str, name: str, quantum: Decimal) -> Decimal | None
     if exact != number:
         problem = f"number {value} has more decimal places than {quantum}"
         raise RecordError(_path(at, name), problem)
-    if abs(exact) >= _LIMIT:
+    if abs(exact) >= limit:
         raise RecordError(_path(at, name), f"number {value} is out of range")
     return exact
 
@@ -145,7 +145,7 @@ def _money(value: Any, at: str, name: str) -> tuple[Decimal | None, str | None]:
     if not money:
         return None, None
     where = _path(at, name)
-    amount = _decimal(money.get("value"), where, "value", _MONEY_QUANTUM)
+    amount = _decimal(money.get("value"), where, "value", _MONEY_QUANTUM, fields.MONEY_LIMIT)
     return amount, _text(money.get("currency"), where, "currency")
 
 
@@ -159,16 +159,15 @@ def _localized(value: Any, at: str, name: str) -> tuple[str | None, str | None]:
 
 
 def _timestamp(value: Any, at: str, name: str) -> datetime | None:
-    """ISO-8601 (`2026-02-09T01:55:48.000Z`) or the items' `2026-02-09 01:55:49.000000`, as UTC."""
+    """An API timestamp as an aware UTC datetime (`contract.fields.parse_timestamp`)."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise RecordError(_path(at, name), f"expected a timestamp string, got {_show(value)}")
     try:
-        parsed = datetime.fromisoformat(value)
+        return fields.parse_timestamp(value)
     except ValueError as error:
         raise RecordError(_path(at, name), f"not a timestamp: {_show(value)}") from error
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def measure_size_text(value: Any, at: str = "size") -> str | None:
@@ -251,7 +250,9 @@ def order_row(raw: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, 
         raise RecordError("order", f"expected an object, got {_show(raw)}")
     if raw.get("id") is None:
         raise RecordError("id", "missing")
-    order_id = _int(raw["id"], "", "id", nullable=False)
+    order_id = raw["id"]
+    if type(order_id) is not int:  # _int names the problem (a bool, a string)
+        _int(order_id, "", "id", nullable=False)
     status = raw.get("orderStatus")
     if status not in _STATUSES:
         raise RecordError("orderStatus", f"unknown status {_show(status)}")
@@ -262,7 +263,7 @@ def order_row(raw: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, 
     group = _obj(raw.get("productGroup"), "", "productGroup")
     group_en, group_pl = _localized(group.get("name"), "productGroup", "name")
     total_value, total_currency = _money(raw.get("totalPrice"), "", "totalPrice")
-    design_name = raw.get("designName", raw.get("customizerName"))
+    design_name = fields.design_name(raw)
     extra: dict[str, Any] = {}
     _extra(raw, _ORDER_KEYS, extra, "")
     row = (
@@ -323,8 +324,8 @@ def _item_row(order_id: int, raw: Any, path: str) -> tuple[Any, ...]:
         _int(variant.get("minOrderQuantity"), v, "minOrderQuantity"),
         _int(variant.get("processingTime"), v, "processingTime"),
         _int(variant.get("stockQuantity"), v, "stockQuantity"),
-        _decimal(variant.get("volume"), v, "volume", _MEASURE_QUANTUM),
-        _decimal(variant.get("weight"), v, "weight", _MEASURE_QUANTUM),
+        _decimal(variant.get("volume"), v, "volume", _MEASURE_QUANTUM, fields.MEASURE_LIMIT),
+        _decimal(variant.get("weight"), v, "weight", _MEASURE_QUANTUM, fields.MEASURE_LIMIT),
         unit_value,
         unit_currency,
         total_value,

@@ -507,7 +507,7 @@ def _register_arrow_filesystem(
     class SchemeWrapper(ArrowFSWrapper):
         # DuckDB routes the URLs whose scheme is the wrapper's protocol; ArrowFSWrapper
         # answers pyarrow's type name, which differs for some ("gs" URLs, "gcs" type).
-        protocol = scheme  # type: ignore[assignment]
+        protocol = scheme
 
     if scheme in con.list_filesystems():
         con.unregister_filesystem(scheme)  # another lake's filesystem: replaced

@@ -20,13 +20,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from alter_pipeline.api.errors import MissingScopeError, NotFoundError
+from alter_pipeline.contract.fields import DETAIL_SHAPE_GAPS
 from alter_pipeline.lake import Lake
 from alter_pipeline.lake.flatten import RecordError
 from alter_pipeline.rules import audit, ledger
 from alter_pipeline.rules.audit import APPLIED, FAILED, SKIPPED, AuditRow
 from alter_pipeline.rules.compile import find_matches
 from alter_pipeline.rules.data import data_version, snapshot_connection, synced_columns
-from alter_pipeline.rules.evaluate import DETAIL_SHAPE_GAPS, OrderFacts, why_not
+from alter_pipeline.rules.evaluate import OrderFacts, why_not
 from alter_pipeline.rules.model import Rule, RuleSet
 from alter_pipeline.rules.transitions import TransitionTable
 

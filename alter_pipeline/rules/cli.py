@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from alter_pipeline.contract.fields import DETAIL_SHAPE_GAPS, as_utc
 from alter_pipeline.rules.model import RuleSet
 from alter_pipeline.rules.parse import RulesError, load_rules, parse_rules
 
@@ -83,7 +84,7 @@ def _parse_now(text: str | None) -> datetime:
     except ValueError:
         example = "2026-11-20T12:00:00Z"
         raise _usage(f"--now must be an ISO timestamp like {example}, got {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return as_utc(value)
 
 
 # ---- check ----------------------------------------------------------------------------------
@@ -272,6 +273,7 @@ def _warehouse_facts(order_ids: list[int]) -> dict[int, Any]:
         facts = load_facts(con, order_ids)
     missing = [i for i in order_ids if i not in facts]
     if missing:
+        assert snapshot is not None  # snapshot_connection refuses a lake without one
         raise _usage(
             f"order {missing[0]} is not in the warehouse (snapshot {snapshot.snapshot_id}); "
             f"sync first, or use --live to read it from the API"
@@ -299,7 +301,6 @@ def _synced_if_any(order_ids: list[int]) -> dict[int, Any]:
     """Warehouse values of fields the API's detail shape lacks, when the lake has the order."""
     from alter_pipeline.lake.locate import open_lake
     from alter_pipeline.rules.data import NoDataError, snapshot_connection, synced_columns
-    from alter_pipeline.rules.evaluate import DETAIL_SHAPE_GAPS
 
     try:
         con = snapshot_connection(open_lake(_settings().data_dir).current())

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from alter_pipeline.contract.fields import merge_detail
 from alter_pipeline.lake import schemas
 from alter_pipeline.lake.flatten import order_row
 from alter_pipeline.rules import model
@@ -26,8 +27,6 @@ _SYMBOLS = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=
 _ORDER_COLUMNS = schemas.API_ORDERS.names
 _ITEM_COLUMNS = schemas.API_ORDER_ITEMS.names
 MAX_ITEMS_SHOWN = 3
-# API keys the detail shape (GET /:id, POST /batch) omits, and the column each fills.
-DETAIL_SHAPE_GAPS = {"isSeenByOwner": "is_seen_by_owner"}
 
 
 @dataclass(frozen=True)
@@ -47,11 +46,10 @@ class OrderFacts:
         carry at all (the batch endpoint's detail shape has no `isSeenByOwner`, the list shape
         the sync reads does) keeps its synced value instead of reading as missing.
         """
+        if isinstance(raw, Mapping):  # order_row names what else it is
+            raw = merge_detail(raw, synced)
         row, items = order_row(raw)
         order = dict(zip(_ORDER_COLUMNS, row, strict=True))
-        for key, column in DETAIL_SHAPE_GAPS.items():
-            if key not in raw and synced is not None and column in synced:
-                order[column] = synced[column]
         if synced is not None and "storefront_id" in synced:
             order["storefront_id"] = synced["storefront_id"]  # not an API field: the lake's
         return cls(order, tuple(dict(zip(_ITEM_COLUMNS, item, strict=True)) for item in items))

@@ -62,8 +62,8 @@ def explain_event(
     event = read_event(path, source, event_type, on_rules)
     lines = [f"event {event.event_id}: source {event.source}, type {event.type or '(none)'}"]
     payload = event.payload()
-    for rule in on_rules:
-        lines.append("  " + _trigger_line(rule, event, payload))
+    for on_rule in on_rules:
+        lines.append("  " + _trigger_line(on_rule, event, payload))
     rule, order_id, reason = match_event(ruleset.event_rules, event)
     if rule is None or order_id is None:
         return [*lines, f"  → nothing would change: {reason}"]

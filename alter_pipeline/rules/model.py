@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,7 @@ class Compare:
     field: Field
     op: str
     value: Any
-    mark: Mark = field(default=Mark(0, 0), compare=False)
+    mark: Mark = dataclasses.field(default=Mark(0, 0), compare=False)
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ Condition = Compare | AllOf | AnyOf | Not | Items
 @dataclass(frozen=True)
 class SetStatus:
     status: str
-    mark: Mark = field(default=Mark(0, 0), compare=False)
+    mark: Mark = dataclasses.field(default=Mark(0, 0), compare=False)
 
 
 Action = SetStatus  # `set_quantity` will join here
@@ -103,7 +103,7 @@ class Trigger:
     source: str
     types: tuple[str, ...]
     order_id_path: tuple[str, ...]
-    mark: Mark = field(default=Mark(0, 0), compare=False)
+    mark: Mark = dataclasses.field(default=Mark(0, 0), compare=False)
 
     @property
     def path_text(self) -> str:
@@ -125,7 +125,7 @@ class Rule:
     # Set for an event-driven rule: it acts on inbound events only.
     on: Trigger | None = None
     index: int = 0  # position in the file: breaks priority ties
-    mark: Mark = field(default=Mark(0, 0), compare=False)
+    mark: Mark = dataclasses.field(default=Mark(0, 0), compare=False)
 
     @property
     def target_status(self) -> str:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alter_pipeline.api.errors import NotFoundError
+from alter_pipeline.contract.fields import DETAIL_SHAPE_GAPS
 from alter_pipeline.inbound.inbox import APPLIED, DEAD, FAILED, SKIPPED, Inbox, InboxEvent
 from alter_pipeline.lake import Lake
 from alter_pipeline.lake.flatten import RecordError
@@ -47,7 +48,7 @@ from alter_pipeline.rules.apply import (
 )
 from alter_pipeline.rules.audit import AuditRow
 from alter_pipeline.rules.data import snapshot_connection, synced_columns
-from alter_pipeline.rules.evaluate import DETAIL_SHAPE_GAPS, OrderFacts, why_not
+from alter_pipeline.rules.evaluate import OrderFacts, why_not
 from alter_pipeline.rules.model import Rule, RuleSet
 from alter_pipeline.rules.triggers import order_id_at, type_matches
 

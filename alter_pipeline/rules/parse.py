@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import re
 from collections.abc import Collection, Iterator
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import yaml
 
 from alter_pipeline import yaml_limits
 from alter_pipeline.contract import ORDER_STATUSES
+from alter_pipeline.contract.fields import as_utc
 from alter_pipeline.rules import model
 from alter_pipeline.rules.fields import (
     ALL_OPERATORS,
@@ -577,4 +578,4 @@ def _timestamp(raw: Any) -> datetime:
             raise ValueError(f"{_TIMESTAMP_HINT}, got {raw!r}") from None
     else:
         raise ValueError(f"{_TIMESTAMP_HINT}, got {_show(raw)}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)

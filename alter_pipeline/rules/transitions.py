@@ -7,8 +7,9 @@ replaces the row of each status it names; statuses it leaves out keep their defa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from alter_pipeline.contract import ORDER_STATUSES
 from alter_pipeline.rules import model
@@ -78,7 +79,9 @@ def possible_statuses(condition: model.Condition) -> frozenset[str]:
 
 
 def _status_compare(op: str, value: object) -> frozenset[str]:
-    values = frozenset(value) if op in ("in", "not_in") else frozenset({value})
+    # The rule parser checked `value`: a list of statuses for in/not_in, else one status.
+    listed = op in ("in", "not_in")
+    values = frozenset(cast(Iterable[str], value) if listed else {cast(str, value)})
     return values if op in ("eq", "in") else ALL_STATUSES - values
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +20,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from alter_pipeline.config import ConfigError, Settings
+from alter_pipeline.contract.fields import as_utc
+
+if TYPE_CHECKING:  # annotations only: the status code is imported when it runs
+    from alter_pipeline.webhooks.monitor import WebhooksStatus
 
 webhooks_app = typer.Typer(
     no_args_is_help=True,
@@ -150,7 +154,7 @@ def status(
     _guard(ctx, run)
 
 
-def _print_status(report) -> None:  # report: WebhooksStatus
+def _print_status(report: WebhooksStatus) -> None:
     table = Table("endpoint", "state", "pending", "retrying", "dead", "delivered")
     for column in ("last success", "last failure", "oldest pending"):
         table.add_column(column)
@@ -193,7 +197,7 @@ def parse_since(text: str) -> datetime:
         raise ValueError(
             f"--since: expected an ISO-8601 time such as 2026-11-26T10:00:00Z, got {text!r}"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return as_utc(moment)
 
 
 @webhooks_app.command()

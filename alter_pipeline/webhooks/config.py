@@ -245,7 +245,7 @@ class _Parser:
         for key in REQUIRED_KEYS:
             if key not in fields:
                 self.problem(node, path, f"missing `{key}`")
-        values = {
+        values: dict[str, Any] = {
             "id": self.endpoint_id(fields.get("id"), f"{path}.id"),
             "url": self.url(fields.get("url"), f"{path}.url"),
             "events": self.events(fields.get("events"), f"{path}.events"),

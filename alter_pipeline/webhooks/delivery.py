@@ -299,6 +299,7 @@ class Deliverer:
         at = now.timestamp()
         where = f"{claim.event_type} {claim.event_id} to {claim.endpoint_id}"
         if outcome.ok:
+            assert outcome.status_code is not None  # ok means a 2xx answer
             kept = self.outbox.record_delivered(claim, at, outcome.status_code, outcome.latency_ms)
             self.report.delivered += 1
             log.info(

@@ -61,7 +61,8 @@ def _state(
     if endpoint is None:
         return "unknown", "subscriptions file unreadable", url
     if not endpoint.enabled:
-        return "disabled", f"enabled: false in {subscriptions.source}", url
+        source = subscriptions.source if subscriptions is not None else "?"  # found in it
+        return "disabled", f"enabled: false in {source}", url
     try:
         endpoint.secret()
     except SecretError as problem:

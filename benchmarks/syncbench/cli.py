@@ -51,6 +51,8 @@ def run(plan: Plan, work: Path) -> dict[str, Any]:
         scenarios.scale_store(session, orders)
     scenarios.main_store(session)
     scenarios.big_store(session)
+    scenarios.rate_limited(session)
+    scenarios.high_latency(session)
     rows = [m.as_dict() for m in session.measurements]
     results: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),
@@ -80,6 +82,19 @@ def analytics_only(plan: Plan) -> None:
     print(f"\n{target['target']}: {target['value']} ({target['goal']}): {target['note']}")
 
 
+def rate_only(plan: Plan) -> None:
+    """Only the syncs at the emulator's rate limits (`--rate-only`)."""
+    work = Path(tempfile.mkdtemp(prefix="alter-bench-"))
+    try:
+        session = scenarios.Session(plan, work)
+        scenarios.rate_limited(session)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for figures in session.sections["rate_limited"]:
+        t = report.targets_of_rate(figures)
+        print(f"{t['target']}: {t['value']} ({t['goal']}): {'met' if t['met'] else 'MISSED'}")
+
+
 def _cpus() -> int | None:
     import os
 
@@ -104,7 +119,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only the dbt models over the big store (one sync, then the queries)",
     )
+    parser.add_argument(
+        "--rate-only", action="store_true", help="only the syncs at the emulator's rate limits"
+    )
     args = parser.parse_args(argv)
+    if args.rate_only:
+        rate_only(QUICK if args.quick else FULL)
+        return
     if args.analytics_only:
         analytics_only(QUICK if args.quick else FULL)
         return

@@ -62,6 +62,7 @@ def run_ours(args: argparse.Namespace, *, full: bool) -> dict[str, Any]:
     now = datetime.fromisoformat(args.now) if args.now else None
     with AlterClient(args.base_url, args.key, args.token, timeouts=Timeouts(read=60)) as client:
         report = run_sync(client, Lake(out), full=full, concurrency=args.concurrency, now=now)
+        stats = client.stats.snapshot()
     ensure_views(out)
     counts = count_rows(
         {"orders": "SELECT count(*) FROM orders", "items": "SELECT count(*) FROM order_items"},
@@ -72,6 +73,10 @@ def run_ours(args: argparse.Namespace, *, full: bool) -> dict[str, Any]:
         "reread": report.reread,
         "new_orders": report.new_orders,
         "deleted": report.deleted,
+        # The adaptive concurrency (api/paging/concurrency.py): 429s, where it settled.
+        "throttled": stats.throttled,
+        "window": stats.window,
+        "pace": stats.pace,
     }
 
 
@@ -213,7 +218,7 @@ def run_ours_python(args: argparse.Namespace) -> dict[str, Any]:
     in Python (what the fast path falls back to), to measure what the fast path gains."""
     from alter_pipeline.lake import fast_flatten
 
-    fast_flatten.decode_orders_pages = lambda bodies: [None] * len(bodies)
+    fast_flatten.decode_orders_pages = lambda bodies, caches=None: [None] * len(bodies)
     return run_ours(args, full=True)
 
 

@@ -20,6 +20,7 @@ class Emulator:
     orders: int
     latency_ms: float = LATENCY_MS
     seed: int = SEED
+    rate_limit: float | None = None  # requests per second; None: unlimited
 
     def __enter__(self) -> Emulator:
         command = [
@@ -27,6 +28,8 @@ class Emulator:
             "--orders", str(self.orders), "--seed", str(self.seed),
             "--latency-ms", str(self.latency_ms),
         ]  # fmt: skip
+        if self.rate_limit is not None:
+            command += ["--rate-limit", str(self.rate_limit)]
         self._proc = subprocess.Popen(
             command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )

@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, required=True)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-ms", type=float, default=30.0)
+    parser.add_argument("--rate-limit", type=float, help="requests per second (429 beyond)")
     args = parser.parse_args()
     clock = SimClock()
     config = EmulatorConfig(
@@ -118,6 +119,7 @@ def main() -> None:
         products=PRODUCTS,
         seed=args.seed,
         latency_ms=args.latency_ms,
+        rate_limit=args.rate_limit,
         clock=clock.now,
     )
     emulator = start_emulator(config)

@@ -27,6 +27,9 @@ class Plan:
     touched_fraction: float = 0.01
     store_hour_s: float = 3600.0
     analytics_runs: int = 5
+    rate_limits: tuple[float, ...] = (20.0, 100.0)  # the emulator's --rate-limit, requests/s
+    rate_seconds: float = 20.0  # each rate-limited store holds about this long a sync
+    high_latency_ms: float = 150.0  # an API across an ocean: the main store, ours vs the limit
 
 
 FULL = Plan(
@@ -54,6 +57,8 @@ QUICK = Plan(
     big_reps=1,
     cli=False,
     analytics_runs=2,
+    rate_limits=(20.0,),
+    rate_seconds=2.0,
 )
 
 

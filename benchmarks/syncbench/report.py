@@ -12,7 +12,10 @@ MEMORY_LIMIT_MB = 400.0
 MEMORY_GROWTH = 0.25
 DLT_SPEEDUP = 5.0
 LIMIT_SHARE = 0.60
+HIGH_LATENCY_SHARE = 0.80
 INCREMENTAL_SHARE = 0.05
+RATE_SHARE = 0.90  # of the emulator's --rate-limit, in accepted requests a second
+RATE_THROTTLED = 0.02  # of the requests answered 429
 ANALYTICS_MS = 250.0
 ANALYTICS_ITEMS = 1_000_000
 
@@ -48,7 +51,34 @@ def targets(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     found.append(_incremental_target(results.get("incremental"), ours))
     found += _memory_targets(results, plan)
     found.append(analytics_target(results.get("analytics")))
+    found += [targets_of_rate(r) for r in results.get("rate_limited", [])]
+    if high := results.get("high_latency"):
+        found.append(high_latency_target(high))
     return found
+
+
+def high_latency_target(high: dict[str, Any]) -> dict[str, Any]:
+    share = high[OURS]["orders_per_s"] / high["limit"]["orders_per_s"]
+    value = f"{share:.0%} ({high[OURS]['wall_s']:.1f} s against {high['limit']['wall_s']:.1f} s)"
+    note = f"{high['orders_in_store']} orders, CPU {high[OURS]['cpu_s']:.1f} s"
+    name = f"share of the limit at {high['latency_ms']:g} ms"
+    return _target(name, value, ">= 80%", share >= HIGH_LATENCY_SHARE, note)
+
+
+def targets_of_rate(r: dict[str, Any]) -> dict[str, Any]:
+    value = (
+        f"{r['share_of_limit']:.0%} of R, {r['throttled_share']:.1%} 429s "
+        f"({r['throttled']} of {r['requests']})"
+    )
+    met = (
+        r["share_of_limit"] >= RATE_SHARE
+        and r["throttled_share"] <= RATE_THROTTLED
+        and r["orders_ok"]
+    )
+    note = f"{r['orders_in_store']} orders, settled at {r['window']} in flight, {r['pace']}/s"
+    if not r["orders_ok"]:
+        note += ", ORDERS DIFFER"
+    return _target(f"polite at --rate-limit {r['rate_limit']:g}", value, ">= 90%, <= 2%", met, note)
 
 
 def _target(name: str, value: str, goal: str, met: bool, note: str = "") -> dict[str, Any]:

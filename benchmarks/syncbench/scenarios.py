@@ -216,6 +216,72 @@ def _state_in_tables(
     return (statuses.get(order_id), lines.get(order_id, []))
 
 
+# ---- an API across an ocean ---------------------------------------------------------------
+
+
+def high_latency(session: Session) -> None:
+    """The main store at `high_latency_ms` added to every reply: ours against the limit, once
+    each, at the same concurrency ceiling."""
+    latency = session.plan.high_latency_ms
+    orders = session.plan.main_orders
+    print(f"store of {orders} orders at {latency:g} ms latency", flush=True)
+    found: dict[str, Any] = {"latency_ms": latency, "orders_in_store": orders}
+    with Emulator(orders, latency_ms=latency) as emu:
+        for name in FAST:
+            measurement, out = session.measure(emu, name, 0, tag=f"latency-{latency:g}")
+            shutil.rmtree(out)
+            found[name] = {
+                "wall_s": measurement.wall_s,
+                "orders_per_s": measurement.orders_per_s,
+                "cpu_s": measurement.cpu_s,
+                "requests": measurement.requests,
+                "peak_rss_mb": measurement.peak_rss_mb,
+            }
+    session.sections["high_latency"] = found
+
+
+# ---- politeness at a rate limit ------------------------------------------------------------
+
+
+def rate_limited(session: Session) -> None:
+    """A full sync against the emulator's `--rate-limit R`, for each R of the plan: the store
+    holds about `rate_seconds` of R's requests (49 new orders a page)."""
+    found = []
+    for rate in session.plan.rate_limits:
+        orders = int(rate * session.plan.rate_seconds * 49)
+        print(f"store of {orders} orders at --rate-limit {rate:g}", flush=True)
+        with Emulator(orders, rate_limit=rate) as emu:
+            measurement, out = session.measure(emu, OURS, 0, tag=f"rate-{rate:g}")
+            shutil.rmtree(out)
+        found.append(rate_figures(rate, measurement))
+        print(
+            f"  {found[-1]['accepted_per_s']:.1f} accepted requests/s "
+            f"({found[-1]['share_of_limit']:.0%} of {rate:g}), {found[-1]['throttled']} 429s "
+            f"({found[-1]['throttled_share']:.1%}), settled at {found[-1]['window']} in flight, "
+            f"{found[-1]['pace']} requests/s",
+            flush=True,
+        )
+    session.sections["rate_limited"] = found
+
+
+def rate_figures(rate: float, m: Measurement) -> dict[str, Any]:
+    throttled = int(m.extra.get("throttled") or 0)
+    accepted = m.requests - throttled
+    return {
+        "rate_limit": rate,
+        "orders_in_store": m.orders_in_store,
+        "wall_s": m.wall_s,
+        "requests": m.requests,
+        "throttled": throttled,
+        "accepted_per_s": accepted / m.wall_s,
+        "share_of_limit": accepted / m.wall_s / rate,
+        "throttled_share": throttled / max(1, m.requests),
+        "window": m.extra.get("window"),
+        "pace": m.extra.get("pace"),
+        "orders_ok": m.orders == m.orders_in_store,
+    }
+
+
 # ---- a larger store: memory growth, analytics ----------------------------------------------
 
 

@@ -237,3 +237,25 @@ def test_row_count_check_fails_when_the_lake_holds_an_order_the_api_lacks(
     ]
     assert not row_count.passed
     assert row_count.metadata["rows"].value == row_count.metadata["api_total"].value + 1
+
+
+def test_sync_under_a_rate_limit_writes_the_same_tables_and_reports_its_429s_and_pace(
+    emulator_factory, run_sync_job, tmp_path
+):
+    # 60 pages at 20 requests/s and 30 ms a reply: the pager must pace itself to stay polite.
+    emulator = emulator_factory(orders=3000, rate_limit=20, latency_ms=30)
+    result = run_sync_job(emulator, full=True)
+    assert result.success
+    expected = emulator.store.orders_list()
+    with connect(tmp_path) as con:
+        orders = con.execute("select order_id, total_value from orders order by 1").fetchall()
+        items = con.execute("select order_item_id from order_items order by 1").fetchall()
+    assert orders == sorted((o["id"], Decimal(o["totalPrice"]["value"])) for o in expected)
+    assert [r[0] for r in items] == sorted(i["id"] for o in expected for i in o["productItems"])
+    meta = next(
+        m for m in result.get_asset_materialization_events() if m.asset_key.path == ["orders"]
+    ).materialization.metadata
+    seen = emulator.counters.count(status=429)  # every route: the sync also reads products
+    assert meta["api_throttled"].value == seen > 0
+    assert 1 <= meta["api_concurrency"].value <= 8
+    assert meta["api_pace"].value > 0  # a pace was needed

@@ -52,3 +52,15 @@ def test_incremental_memory_and_analytics_were_measured(results: dict) -> None:
     assert results["summary"]["big"]["alter-pipeline"]["peak_rss_mb"] > 0
     assert set(results["analytics"]["median_ms"]) >= {"revenue_daily", "top_products"}
     assert {t["target"] for t in results["targets"]} >= {"peak memory", "analytics queries"}
+
+
+@pytest.mark.slow
+def test_rate_limit_and_high_latency_scenarios_were_measured(results: dict) -> None:
+    (polite,) = results["rate_limited"]
+    assert polite["rate_limit"] == 20 and polite["orders_ok"]
+    assert polite["requests"] > 0 and polite["pace"] is not None
+    high = results["high_latency"]
+    assert high["latency_ms"] == 150
+    assert high["alter-pipeline"]["requests"] == high["limit"]["requests"] > 0
+    names = {t["target"] for t in results["targets"]}
+    assert {"polite at --rate-limit 20", "share of the limit at 150 ms"} <= names

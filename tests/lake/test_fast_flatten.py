@@ -495,7 +495,9 @@ def test_a_full_sync_writes_the_same_tables_through_either_path(
         return tables
 
     fast = sync(tmp_path / "fast")
-    monkeypatch.setattr(fast_flatten, "decode_orders_pages", lambda bodies: [None] * len(bodies))
+    monkeypatch.setattr(
+        fast_flatten, "decode_orders_pages", lambda bodies, caches=None: [None] * len(bodies)
+    )
     python = sync(tmp_path / "python")
     assert fast["orders"].num_rows == 300 - 4
     for table in fast:
@@ -537,3 +539,17 @@ def test_a_failure_inside_the_fast_path_hands_the_pages_to_json(
     bodies = page_bodies(emulator)
     assert fast_flatten.decode_orders_pages(bodies) == [None] * len(bodies)
     assert "decoding them as JSON" in caplog.text
+
+
+def test_a_syncs_own_caches_give_the_rows_fresh_ones_give(emulator: Any) -> None:
+    # One DecodeCaches per sync, reused page after page and evicting as it fills: the rows
+    # must be those of a decoder that remembers nothing.
+    bodies = page_bodies(emulator)
+    shared = fast_flatten.DecodeCaches(verdicts_kept=1, texts_kept=2)
+    for body in bodies:
+        kept = decode_orders_page(body, shared)
+        fresh = decode_orders_page(body, fast_flatten.DecodeCaches())
+        assert kept is not None and fresh is not None and fresh.flat is not None
+        assert kept.flat is not None
+        assert kept.flat.orders.equals(fresh.flat.orders)
+        assert kept.flat.items.equals(fresh.flat.items)

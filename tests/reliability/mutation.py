@@ -42,7 +42,7 @@ class Mutation:
 MUTATIONS = [
     Mutation(
         "pager-no-hole-reread", "a listing re-reads the holes deletions leave",
-        "alter_pipeline/api/paging.py",
+        "alter_pipeline/api/paging/pager.py",
         "while self._ordered and (holes := self._coverage.holes()):",
         "while False and (holes := self._coverage.holes()):",
         (f"{MATRIX}[churn-while-paging]", "tests/api/test_paging.py"),
