@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import json
 import time
@@ -77,6 +78,11 @@ def run_ours(args: argparse.Namespace, *, full: bool) -> dict[str, Any]:
         "throttled": stats.throttled,
         "window": stats.window,
         "pace": stats.pace,
+        # What an incremental sync's requests were spent on (the self-check's figures).
+        "self_check": dataclasses.asdict(report.check),
+        "product_pages": report.products.pages,
+        "order_pages": report.orders.pages,  # an incremental sync: only if it escalated
+        "escalated": report.escalated,
     }
 
 

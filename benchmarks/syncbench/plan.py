@@ -30,6 +30,7 @@ class Plan:
     rate_limits: tuple[float, ...] = (20.0, 100.0)  # the emulator's --rate-limit, requests/s
     rate_seconds: float = 20.0  # each rate-limited store holds about this long a sync
     high_latency_ms: float = 150.0  # an API across an ocean: the main store, ours vs the limit
+    million_orders: int = 1_000_000  # opt-in (--million): full and incremental, once each
 
 
 FULL = Plan(
@@ -59,6 +60,7 @@ QUICK = Plan(
     analytics_runs=2,
     rate_limits=(20.0,),
     rate_seconds=2.0,
+    million_orders=3_000,
 )
 
 

@@ -112,6 +112,8 @@ def _incremental_target(inc: dict[str, Any] | None, ours: dict[str, Any]) -> dic
     share = inc["requests"] / ours["requests"]
     complete = inc["changes_missing"] == 0
     note = f"{inc['touched']} orders touched, {inc['changes_missing']} changes missing"
+    if spent := inc.get("requests_spent"):
+        note += "; spent on " + ", ".join(f"{k} {n}" for k, n in spent.items() if n)
     value = f"{inc['requests']} = {share:.1%} of a full sync"
     return _target(
         "incremental requests", value, "<= 5%, all changes", share <= 0.05 and complete, note
@@ -191,6 +193,7 @@ def _extras(results: dict[str, Any]) -> list[str]:
             f"- incremental sync after an hour of shoppers ({inc['touched']} orders touched): "
             f"{inc['requests']} requests, {inc['wall_s']:.1f} s, "
             f"{inc['changes_missing']} changes missing"
+            + (f", peak {inc['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in inc else "")
         )
     for name, row in results["summary"]["big"].items():
         lines.append(

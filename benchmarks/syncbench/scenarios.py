@@ -168,22 +168,47 @@ def cli_full_sync(session: Session, emu: Emulator) -> dict[str, Any]:
 # ---- incremental ---------------------------------------------------------------------------
 
 
-def incremental(session: Session, emu: Emulator, lake: Path) -> dict[str, Any]:
+def incremental(session: Session, emu: Emulator, lake: Path, tag: str = "") -> dict[str, Any]:
     plan = session.plan
     store = emu.mutate(plan.touched_fraction, plan.store_hour_s)
     touched = store["touched"]
     print(f"  an hour of shoppers: {len(touched)} orders touched ({store['actions']})", flush=True)
-    measurement, _ = session.measure(emu, f"{OURS}-incremental", 0, out=lake)
+    measurement, _ = session.measure(emu, f"{OURS}-incremental", 0, out=lake, tag=tag)
     missing = check_changes(lake, touched)
+    spent = requests_spent(measurement)
+    print(f"  its requests: {', '.join(f'{n} {k}' for k, n in spent.items())}", flush=True)
     return {
         "orders_in_store": emu.orders,
         "touched": len(touched),
         "actions": store["actions"],
         "requests": measurement.requests,
+        "requests_spent": spent,
         "wall_s": measurement.wall_s,
+        "peak_rss_mb": measurement.peak_rss_mb,
         "changes_missing": len(missing),
         "missing_examples": missing[:5],
     }
+
+
+def requests_spent(m: Measurement) -> dict[str, int]:
+    """What an incremental sync's requests went on: the batch re-reads of the orders that may
+    have changed (50 ids a request; the self-check's confirmations of what it found are in
+    the remainder), the newest end of the list (new orders and `total`), locating
+    differences (deletions of old orders: ~4 page reads each), per-status totals and their
+    locating, a full listing of the orders (where the check escalated to one), the products
+    listing, and the rest (credentials check, confirmations)."""
+    check = m.extra.get("self_check") or {}
+    reread = int(m.extra.get("reread") or 0)
+    spent = {
+        "orders listing (escalated)": int(m.extra.get("order_pages") or 0),
+        "re-reads": -(-reread // 50),
+        "newest end": int(check.get("total_reads", 0)),
+        "locating": int(check.get("locate_reads", 0)),
+        "status totals": int(check.get("status_reads", 0)),
+        "products": int(m.extra.get("product_pages") or 0),
+    }
+    spent["other"] = m.requests - sum(spent.values())
+    return spent
 
 
 def check_changes(lake: Path, touched: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -352,3 +377,33 @@ def time_analytics(data_dir: Path, runs: int) -> dict[str, Any]:
         "dbt_build_s": round(build_s, 1),
         "data_versions_ms": round(version_ms, 1),
     }
+
+
+# ---- a million orders (opt-in: --million) ---------------------------------------------------
+
+
+def million(session: Session) -> None:
+    """A full sync of `million_orders` (about 3M items) once, then an hour of shoppers and an
+    incremental sync: time, peak RSS and requests, for the growth from the main store."""
+    orders = session.plan.million_orders
+    print(f"store of {orders} orders (the emulator renders them first)", flush=True)
+    started = time.perf_counter()
+    with Emulator(orders) as emu:
+        print(f"  emulator ready in {time.perf_counter() - started:.0f} s", flush=True)
+        full, lake = session.measure(emu, OURS, 0, tag="million")
+        found: dict[str, Any] = {
+            "orders_in_store": orders,
+            "load_before": os.getloadavg(),
+            "full": {
+                "wall_s": full.wall_s,
+                "cpu_s": full.cpu_s,
+                "peak_rss_mb": full.peak_rss_mb,
+                "requests": full.requests,
+                "orders": full.orders,
+                "items": full.items,
+            },
+        }
+        found["incremental"] = incremental(session, emu, lake, tag="million")
+        found["load_after"] = os.getloadavg()
+    shutil.rmtree(lake)
+    session.sections["million"] = found

@@ -64,3 +64,23 @@ def test_rate_limit_and_high_latency_scenarios_were_measured(results: dict) -> N
     assert high["alter-pipeline"]["requests"] == high["limit"]["requests"] > 0
     names = {t["target"] for t in results["targets"]}
     assert {"polite at --rate-limit 20", "share of the limit at 150 ms"} <= names
+
+
+@pytest.mark.slow
+def test_incremental_requests_are_accounted_for(results: dict) -> None:
+    spent = results["incremental"]["requests_spent"]
+    assert sum(spent.values()) == results["incremental"]["requests"], spent
+    assert spent["other"] >= 0
+
+
+@pytest.mark.slow
+def test_million_scenario_runs_small(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "benchmarks.syncbench", "--million", "--quick"]
+    command += ["--results-dir", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    (data,) = tmp_path.glob("*-million.json")
+    found = json.loads(data.read_text())
+    assert found["full"]["orders"] == found["orders_in_store"] == 3_000
+    assert found["incremental"]["changes_missing"] == 0
+    assert found["incremental"]["requests"] > 0

@@ -3,9 +3,11 @@
 import random
 
 import pytest
-from event_helpers import EDITABLE, FINAL, add_recent_carts, mutate, recently_active
+from event_helpers import EDITABLE, FINAL, Syncer, add_recent_carts, mutate, recently_active
 
+from alter_pipeline import sync
 from alter_pipeline.events import schema as ev
+from alter_pipeline.sync import IncrementalPolicy
 from alter_pipeline.warehouse import memory_connection
 
 SEEDS = [1, 2, 3]
@@ -223,3 +225,29 @@ def test_a_corrupt_batch_answer_deletes_nothing(emulator_factory, syncer_factory
     report = syncer.sync()
     assert report.rejected and report.deleted == 0
     assert before <= set(syncer.rows("orders", "order_id"))
+
+
+def rows_in_file_order(syncer: Syncer, table: str) -> list[tuple]:
+    with memory_connection(syncer.lake_dir) as con:
+        return con.execute(f"select * from {table}").fetchall()
+
+
+def test_an_incremental_merge_written_span_by_span_equals_one_written_whole(
+    emulator_factory, tmp_path, monkeypatch
+):
+    emulator = emulator_factory(orders=300, seed=5)
+    add_recent_carts(emulator.store)
+    whole, spans = (
+        Syncer(emulator, tmp_path / name, IncrementalPolicy(rotation_syncs=4))
+        for name in ("whole", "spans")
+    )
+    whole.sync(), spans.sync()
+    mutate(emulator.store, random.Random(5), 25, recently_active(emulator.store))
+    assert whole.sync().mode == "incremental"
+    monkeypatch.setattr(sync, "MERGE_SPAN_ORDERS", 7)  # ~45 spans of order ids
+    assert spans.sync().mode == "incremental"
+    for table in ("orders", "order_items"):
+        rows = rows_in_file_order(spans, table)
+        assert rows == rows_in_file_order(whole, table)
+        assert [row[:2] for row in rows] == sorted(row[:2] for row in rows)
+    whole.close(), spans.close()
