@@ -95,12 +95,12 @@ def scale_store(session: Session, orders: int) -> None:
 
 
 def sweep(session: Session, emu: Emulator) -> None:
-    """The concurrently paging contenders at each concurrency but the default (measured
-    already on this store)."""
+    """The concurrently paging contenders (the plan's `swept`) at each concurrency but the
+    default (measured already on this store)."""
     for concurrency in session.plan.concurrencies:
         if concurrency == session.plan.concurrency:
             continue
-        for name in FAST:
+        for name in session.plan.swept:
             _, out = session.measure(emu, name, 0, concurrency=concurrency, tag="sweep")
             shutil.rmtree(out)
 

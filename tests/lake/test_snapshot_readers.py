@@ -12,13 +12,15 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pyarrow as pa
 
 from alter_pipeline.lake import Lake
 
-COMMITS = 30
+COMMITS = 30  # at least; more while the reader has not answered across a switch
+MAX_COMMITS = 300
 # Files listed through the link before a switch and checked or opened after it.
 VANISHED = ("No such file or directory", "No files found that match the pattern")
 
@@ -91,22 +93,48 @@ def start(script: str, root: Path) -> subprocess.Popen[str]:
 def test_readers_in_other_processes_see_one_whole_snapshot_per_table(tmp_path):
     # Old snapshots are kept for the test: garbage collection of a snapshot a slow reader still
     # reads is a documented limit (finish within `keep - 1` commits), not the switch.
-    lake = Lake(tmp_path, keep=COMMITS + 1)
+    lake = Lake(tmp_path, keep=MAX_COMMITS + 1)
     committed = [commit(lake, 0)]
     reader = start(READER, tmp_path)
-    committed += [commit(lake, n) for n in range(1, COMMITS)]
-    output, _ = reader.communicate("stop\n", timeout=60)
-    answers = [json.loads(line) for line in output.splitlines()]
+    answered = threading.Event()  # the reader answered during the commits and saw a switch
+    lines: list[str] = []
+    listening = threading.Thread(target=listen, args=(reader, lines, answered))
+    listening.start()
+    try:
+        # Commit until the reader has answered across a switch, whatever the machine's speed.
+        while len(committed) < COMMITS or not answered.is_set():
+            assert len(committed) < MAX_COMMITS, f"the reader answered {len(lines)} times"
+            committed.append(commit(lake, len(committed)))
+    finally:  # the reader stops also when the test fails
+        assert reader.stdin is not None
+        reader.stdin.write("stop\n")
+        reader.stdin.close()
+        listening.join(60)
+        reader.wait(60)
+    answers = [json.loads(line) for line in lines]
     known = {table: {tuple(facts[i]) for facts in committed} for i, table in enumerate(
         ("orders", "order_items"))}  # fmt: skip
     seen = {table: {tuple(a[table]) if isinstance(a[table], list) else a[table] for a in answers}
             for table in known}  # fmt: skip
-    assert len(answers) > COMMITS // 3  # the reader was querying while the commits ran
     for table in known:
         vanished = {a for a in seen[table] if isinstance(a, str) and a.startswith("IO Error")
                     and any(v in a for v in VANISHED)}  # fmt: skip
         assert seen[table] - vanished <= known[table], f"{table}: {seen[table] - vanished}"
     assert len(seen["orders"] & known["orders"]) > 1  # it saw the switch happen
+
+
+def listen(reader: subprocess.Popen[str], lines: list[str], answered: threading.Event) -> None:
+    """Collect the reader's answers; set `answered` once it has answered from two different
+    committed snapshots (a query failed by a switch is no answer)."""
+    assert reader.stdout is not None
+    whole: set[str] = set()
+    for line in reader.stdout:
+        lines.append(line)
+        answer = json.loads(line)
+        if all(isinstance(facts, list) for facts in answer.values()):
+            whole.add(line)
+        if len(whole) > 1:
+            answered.set()
 
 
 def test_the_lake_link_is_never_missing_while_it_is_swapped(tmp_path):
