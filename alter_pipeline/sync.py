@@ -877,6 +877,10 @@ def _write_history(
 # ---- storefront --------------------------------------------------------------------------
 
 
+class SyncCancelled(Exception):
+    """The caller asked the sync to stop (e.g. Ctrl-C noticed late): nothing was committed."""
+
+
 class StorefrontMismatchError(RuntimeError):
     """The credentials belong to another storefront than the lake's rows."""
 
@@ -942,9 +946,11 @@ def run_sync(
     meta: dict[str, Any] | None = None,
     now: datetime | None = None,
     storefront_id: int | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> SyncReport:
     """Sync into a new snapshot; it is committed only if everything succeeded.
-    `storefront_id`: what GET /auth/check said of the client's credentials, if already asked."""
+    `storefront_id`: what GET /auth/check said of the client's credentials, if already asked.
+    `cancelled`: asked once more just before the commit; True raises `SyncCancelled` instead."""
     progress = progress or _no_progress
     policy = policy or IncrementalPolicy()
     started, clock = now or datetime.now(UTC), time.perf_counter()
@@ -989,6 +995,8 @@ def run_sync(
             api_total_products=report.products.api_total,
             synced_at=started.isoformat(),
         )
+        if cancelled is not None and cancelled():
+            raise SyncCancelled("the sync was cancelled before its commit")
     report.duration_s = time.perf_counter() - clock
     return report
 

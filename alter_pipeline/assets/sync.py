@@ -9,6 +9,7 @@ from pydantic import Field
 
 from alter_pipeline import sync
 from alter_pipeline.api.errors import AlterAPIError
+from alter_pipeline.assets.interrupts import latched_interrupts
 from alter_pipeline.assets.metadata import content_version, table_metadata
 from alter_pipeline.assets.scope import scope_of
 from alter_pipeline.events.detect import ORDERS_HISTORY
@@ -105,7 +106,7 @@ def _sync(
 
     scope = scope_of(context, lake, alter_api)
     try:
-        with scope.client() as client:
+        with latched_interrupts() as interrupted, scope.client() as client:
             storefront_lake, storefront_id = scope.lake_for_sync(client)
             report = sync.run_sync(
                 client,
@@ -117,8 +118,12 @@ def _sync(
                 progress=log_progress,
                 meta={"run_id": context.run.run_id, "storefront_name": scope.name},
                 storefront_id=storefront_id,
+                cancelled=interrupted,
             )
             stats = client.stats.snapshot()
+    except sync.SyncCancelled:
+        # Ctrl-C whose exception Python dropped (see interrupts.py): end as Dagster would have.
+        raise dg.DagsterExecutionInterruptedError() from None
     except (
         AlterAPIError,
         sync.StorefrontMismatchError,

@@ -12,7 +12,7 @@ import typer
 
 from alter_pipeline.cli import local, maintenance, query, sync
 from alter_pipeline.cli.auth import auth_app
-from alter_pipeline.cli.base import set_debugging
+from alter_pipeline.cli.base import hush_dropped_interrupts, set_debugging
 from alter_pipeline.cli.inbound import inbound_app
 from alter_pipeline.cli.rules import rules_app
 from alter_pipeline.cli.webhooks import webhooks_app
@@ -37,6 +37,7 @@ def main_options(
 
 
 def main() -> None:
+    hush_dropped_interrupts()
     try:
         app()
     finally:

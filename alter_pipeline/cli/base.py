@@ -5,6 +5,7 @@ turns a failure into one line on stderr and an exit code (2 for bad input or con
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TypeVar
@@ -43,6 +44,27 @@ def set_debugging(debug: bool) -> None:
 
 def debugging() -> bool:
     return _debug.get()
+
+
+def hush_dropped_interrupts() -> None:
+    """Leave a Ctrl-C that Python dropped unprinted. Raised inside a finalizer (SQLAlchemy's
+    pool has GC callbacks), its exception goes to `sys.unraisablehook`, which prints
+    "Exception ignored" and a traceback; the sync notices the signal anyway (its latch,
+    assets/interrupts.py) and the command ends with the one interrupted line. Every other
+    unraisable exception is printed as before."""
+    printing = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        kind = unraisable.exc_type
+        # Dagster's interrupt error is matched by name: the CLI does not import Dagster to start.
+        if (
+            issubclass(kind, KeyboardInterrupt)
+            or kind.__name__ == "DagsterExecutionInterruptedError"
+        ):
+            return
+        printing(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def guarded(action: Callable[[], T]) -> T:
