@@ -36,8 +36,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# One worker per core (at most 4: each starts its own emulator and S3 server); run a single
+# file or test with plain `$(BIN)/pytest` as usual.
 test: install lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4
 
 demo: install
 	$(BIN)/python -m alter_pipeline.demo

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +25,10 @@ SMALL_STORE: dict[str, Any] = {"orders": 120, "products": 12, "seed": 7}
 # A developer's own storefronts.yaml in the checkout must not partition the tests' assets:
 # tests that want several storefronts point ALTER_STOREFRONTS_FILE at their own file.
 os.environ["ALTER_STOREFRONTS_FILE"] = "/nonexistent/storefronts.yaml"
+# The CLI's Rich consoles take their width from COLUMNS when they are created (at import), if
+# it is set then: a CI runner's or an xdist worker's COLUMNS=80 squeezed the status tables the
+# tests read. One wide width for every test, whatever the terminal.
+os.environ["COLUMNS"] = "200"
 
 
 @pytest.fixture(scope="session")
@@ -96,12 +99,28 @@ def s3_url(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"s3://{bucket}/lake"
 
 
+# Kill points of the crash tests, per job: [tried, landed] (tests/reliability/test_crashes.py).
+CRASH_POINTS: dict[str, list[int]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "teardown":
+        return
+    for key, value in report.user_properties:
+        if key == "crash_points":
+            tried, landed = value
+            for name, count in tried.items():
+                tally = CRASH_POINTS.setdefault(name, [0, 0])
+                tally[0] += count
+                tally[1] += landed.get(name, 0)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """How many of the crash tests' kills landed while the work was under way."""
-    crashes = sys.modules.get("test_crashes")  # imported only when the crash tests ran
-    if crashes is not None and sum(crashes.TRIED.values()):
+    if CRASH_POINTS:
         per_job = ", ".join(
-            f"{name} {crashes.LANDED[name]}/{n}" for name, n in crashes.TRIED.items()
+            f"{name} {landed}/{tried}" for name, (tried, landed) in CRASH_POINTS.items()
         )
-        landed, tried = sum(crashes.LANDED.values()), sum(crashes.TRIED.values())
+        landed = sum(landed for _, landed in CRASH_POINTS.values())
+        tried = sum(tried for tried, _ in CRASH_POINTS.values())
         terminalreporter.write_line(f"crash points landed: {landed}/{tried} ({per_job})")

@@ -116,6 +116,17 @@ TRIED: Counter[str] = Counter()
 LANDED: Counter[str] = Counter()
 
 
+@pytest.fixture(autouse=True)
+def report_crash_points(request: pytest.FixtureRequest) -> Iterator[None]:
+    """This test's kills, carried on its report: conftest.py adds them up in the process that
+    prints the summary (with pytest-xdist, not the worker that ran the test)."""
+    tried_before, landed_before = TRIED.copy(), LANDED.copy()
+    yield
+    tried, landed = TRIED - tried_before, LANDED - landed_before
+    if tried:
+        request.node.user_properties.append(("crash_points", (dict(tried), dict(landed))))
+
+
 def kill_while_working(
     name: str, job: str, config: dict[str, Any], step: int, tries: int = 5
 ) -> int:
