@@ -124,4 +124,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         landed = sum(landed for _, landed in CRASH_POINTS.values())
         tried = sum(tried for tried, _ in CRASH_POINTS.values())
         terminalreporter.write_line(f"crash points landed: {landed}/{tried} ({per_job})")
-
