@@ -226,7 +226,23 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _server(app: Starlette, **options: Any) -> uvicorn.Server:
+class _AnnouncingServer(uvicorn.Server):
+    """Calls `on_started` once it serves: the signal handlers are in place by then, so a
+    caller that reacts to the announcement (a supervisor's SIGTERM, Ctrl-C) is heard."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
+
+
+def _server(
+    app: Starlette, on_started: Callable[[], None] | None = None, **options: Any
+) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -235,7 +251,7 @@ def _server(app: Starlette, **options: Any) -> uvicorn.Server:
         timeout_graceful_shutdown=1,
         **options,
     )
-    return uvicorn.Server(config)
+    return _AnnouncingServer(config, on_started)
 
 
 @contextlib.contextmanager
@@ -278,12 +294,13 @@ def serve(
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve in the foreground until interrupted (Ctrl-C): `alter-pipeline webhooks listen`.
-    `on_listening` gets the URL once the socket is bound (port 0 picks a free one)."""
+    `on_listening` gets the URL once the server serves, its stop signals handled (port 0
+    picks a free one)."""
     receiver = Receiver(secret, on_line=on_line, keep_history=False)
     sock = _bind(host, port)
-    if on_listening is not None:
-        on_listening(_url(sock))
+    url = _url(sock)
+    announce = None if on_listening is None else lambda: on_listening(url)
     try:
-        _server(receiver.app).run(sockets=[sock])
+        _server(receiver.app, announce).run(sockets=[sock])
     finally:
         sock.close()
