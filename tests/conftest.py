@@ -121,6 +121,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         per_job = ", ".join(
             f"{name} {landed}/{tried}" for name, (tried, landed) in CRASH_POINTS.items()
         )
-        landed = sum(landed for _, landed in CRASH_POINTS.values())
-        tried = sum(tried for tried, _ in CRASH_POINTS.values())
-        terminalreporter.write_line(f"crash points landed: {landed}/{tried} ({per_job})")
+        tried_all, landed_all = (sum(column) for column in zip(*CRASH_POINTS.values()))
+        terminalreporter.write_line(f"crash points landed: {landed_all}/{tried_all} ({per_job})")
