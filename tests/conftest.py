@@ -121,5 +121,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         per_job = ", ".join(
             f"{name} {landed}/{tried}" for name, (tried, landed) in CRASH_POINTS.items()
         )
-        tried_all, landed_all = (sum(column) for column in zip(*CRASH_POINTS.values()))
+        tried_all, landed_all = (sum(column) for column in zip(*CRASH_POINTS.values(), strict=True))
         terminalreporter.write_line(f"crash points landed: {landed_all}/{tried_all} ({per_job})")
