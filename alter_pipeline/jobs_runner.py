@@ -8,6 +8,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 import dagster as dg
 
 from alter_pipeline.config import Settings
-from alter_pipeline.location import build_definitions
+from alter_pipeline.location import build_run_definitions
 from alter_pipeline.run_monitoring import fail_dead_runs, run_tags
 from alter_pipeline.storefronts import configured
 from alter_pipeline.sync import ProgressCallback
@@ -63,7 +66,7 @@ def run_job(
     (the CLI's progress bar); the run's log has it regardless."""
     # Built for these settings (not the code location's `defs`, fixed when first imported), so
     # a storefronts file set since then is honoured, and for this caller's progress listener.
-    defs = build_definitions(configured(settings.storefronts_file), progress=progress)
+    defs = build_run_definitions(name, configured(settings.storefronts_file), progress)
     job = defs.resolve_job_def(name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}} | (run_config or {})
     dagster_instance = instance(settings)
@@ -71,9 +74,10 @@ def run_job(
     # failed here (the UI would show it STARTED for ever otherwise).
     fail_dead_runs(dagster_instance)
     with (
+        _stop_signals_kept(),
         contextlib.redirect_stdout(io.StringIO())
         if name in CHATTY_JOBS
-        else contextlib.nullcontext()
+        else contextlib.nullcontext(),
     ):
         result = job.execute_in_process(
             run_config=config,
@@ -96,6 +100,24 @@ def run_job(
             key = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
             outcome.failed_checks.append(key)
     return outcome
+
+
+@contextlib.contextmanager
+def _stop_signals_kept() -> Iterator[None]:
+    """Put SIGINT's and SIGTERM's handlers back as they were once the run is over. Dagster
+    gives SIGTERM whatever SIGINT has when a run ends: in a process started in the background
+    (SIGINT ignored, as a shell does for `cmd &`), SIGTERM stayed ignored for the rest of the
+    command, and for every process it started (a `kill` of `make demo` went unheard)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set handlers (Dagster leaves them alone there too)
+        return
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(signum, handler)
 
 
 def _root_message(error: Any) -> str:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +30,20 @@ os.environ["ALTER_STOREFRONTS_FILE"] = "/nonexistent/storefronts.yaml"
 # it is set then: a CI runner's or an xdist worker's COLUMNS=80 squeezed the status tables the
 # tests read. One wide width for every test, whatever the terminal.
 os.environ["COLUMNS"] = "200"
+
+
+@pytest.fixture(autouse=True)
+def _stop_signals_restored() -> Iterator[None]:
+    """Each test starts with this process's own SIGINT and SIGTERM handlers. Dagster run in
+    a test (materialize, execute_in_process) gives SIGTERM SIGINT's handler when it ends;
+    where SIGINT is ignored (pytest started in the background) that is SIG_IGN, inherited by
+    every child a later test starts: a `webhooks listen` child then lost the SIGTERM sent
+    before uvicorn took it over, and ran on."""
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in kept.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture(scope="session")

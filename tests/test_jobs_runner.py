@@ -1,5 +1,6 @@
 """`run_job`: a job run in this process, recorded in the instance; the caller hears progress."""
 
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -66,3 +67,16 @@ def test_a_ctrl_c_python_dropped_mid_sync_still_stops_it_before_the_commit(
     assert not outcome.success
     assert (outcome.error or "").startswith("DagsterExecutionInterrupted")
     assert (project.data_dir / "lake").resolve() == current
+
+
+def test_a_run_leaves_sigterm_as_it_found_it_where_sigint_is_ignored(project, emulator):
+    """Started in the background, a process ignores SIGINT; Dagster gives SIGTERM SIGINT's
+    handler when a run ends. After run_job, a `kill` must still end the command."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # conftest puts both back after the test
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    outcome = run_job("maintenance_job", project)
+
+    assert outcome.success, outcome.error
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

@@ -28,6 +28,7 @@ import pytest
 import typer
 import yaml
 from reliability_helpers import RULES, leaks_in_files, leaks_in_text, needles
+from signal_helpers import terminate_or_explain
 from typer.testing import CliRunner
 
 from alter_pipeline.cli import app
@@ -157,17 +158,19 @@ def test_the_emulator_binds_where_it_is_told() -> None:
         emulator.stop()
 
 
-def test_webhooks_listen_binds_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_webhooks_listen_binds_loopback_by_default(tmp_path: Path) -> None:
     assert _option_default("listen", "host", group="webhooks") == "127.0.0.1"
     env = {**os.environ, SECRET_ENV: "whsec_" + base64.b64encode(os.urandom(32)).decode()}
-    command = [sys.executable, "-m", "alter_pipeline.cli", "webhooks", "listen", "--port", "0"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-X", "faulthandler", "-m", "alter_pipeline.cli"]
+    command += ["webhooks", "listen", "--port", "0"]
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as errors:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        terminate_or_explain(proc, stderr)
     assert re.search(r"listening on http://127\.0\.0\.1:\d+/", line), line
 
 

@@ -1,7 +1,14 @@
 """`alter-pipeline webhooks ...` verbs: summaries, one-line errors, exit codes."""
 
+import base64
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
+from signal_helpers import terminate_or_explain
 from typer.testing import CliRunner
 from webhook_helpers import event
 
@@ -128,3 +135,31 @@ def test_debug_on_the_root_command_shows_the_real_exception(shop):
     root.add_typer(webhooks_app, name="webhooks")
     result = runner.invoke(root, ["--debug", "webhooks", "deliver"])
     assert isinstance(result.exception, SubscriptionsError)
+
+
+def _ignoring_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def test_listen_hears_a_sigterm_sent_on_its_listening_line_though_started_ignoring_it(
+    tmp_path: Path,
+) -> None:
+    """The "listening" line comes once uvicorn has its stop handlers: a supervisor that sends
+    SIGTERM on seeing it is heard, also where the process started with SIGTERM ignored (as
+    in a process Dagster's runs left so, before jobs_runner put the handlers back)."""
+    env = {**os.environ, "SHOP_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"k" * 32).decode()}
+    command = [sys.executable, "-X", "faulthandler", "-m", "alter_pipeline.cli"]
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as errors:
+        proc = subprocess.Popen(
+            [*command, "webhooks", "listen", "--port", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            preexec_fn=_ignoring_sigterm,
+        )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    terminate_or_explain(proc, stderr)
+    assert line.startswith("listening on http://127.0.0.1:"), line
