@@ -7,10 +7,9 @@ and the UI know them.
 
 import dagster as dg
 
-from alter_pipeline.assets.analytics import ANALYTICS_GROUP
+from alter_pipeline.assets.groups import ANALYTICS_GROUP, SYNC_GROUP
 from alter_pipeline.assets.maintenance import apply_retention
 from alter_pipeline.assets.rules import ASSET as RULES_ASSET
-from alter_pipeline.assets.sync import SYNC_GROUP
 from alter_pipeline.assets.webhooks import deliver_webhooks
 
 sync_job = dg.define_asset_job(

@@ -3,13 +3,14 @@ sensors and resources.
 
 With a storefronts.yaml ($ALTER_STOREFRONTS_FILE) every asset and job is partitioned by
 storefront name; without one, the deployment has a single storefront and no partitions.
-`definitions.py` builds it for this deployment; `jobs_runner` builds it per run (for the
-storefronts file of the moment and the caller's progress listener).
+`definitions.py` builds it for this deployment; `jobs_runner` builds what one run needs (for
+the storefronts file of the moment and the caller's progress listener).
 """
+
+from typing import Any
 
 import dagster as dg
 
-from alter_pipeline.assets.analytics import analytics, dbt_resource
 from alter_pipeline.assets.checks import asset_checks
 from alter_pipeline.assets.rules import build_status_transitions
 from alter_pipeline.assets.scope import storefront_partitions
@@ -50,24 +51,14 @@ def build_definitions(
     resources: dict[str, dg.ConfigurableResource] | None = None,
     progress: ProgressCallback | None = None,
 ) -> dg.Definitions:
-    """`progress` hears the sync's progress besides the run's log (the CLI's progress bar)."""
+    """Everything the deployment runs. `progress` hears the sync's progress besides the run's
+    log (the CLI's progress bar)."""
+    analytics_asset, dbt = _analytics()
     partitions = storefront_partitions(storefronts)
     return dg.Definitions(
-        assets=[
-            build_alter_sync(partitions, progress),
-            build_warehouse_views(partitions),
-            # dbt models over every storefront (storefront_id in each): not partitioned
-            analytics,
-            build_status_transitions(partitions),
-        ],
+        assets=[*_pipeline_assets(partitions, progress), analytics_asset],
         asset_checks=asset_checks,
-        jobs=[
-            sync_job,
-            analytics_job,
-            apply_rules_job,
-            build_deliver_webhooks_job(partitions),
-            maintenance_job,
-        ],
+        jobs=[analytics_job, *_pipeline_jobs(partitions)],
         schedules=build_schedules(storefronts),
         sensors=[
             build_events_sensor(
@@ -81,5 +72,51 @@ def build_definitions(
             build_analytics_automation(),
         ],
         # the dbt CLI needs nothing of a deployment's: given resources need not name it
-        resources={"dbt": dbt_resource(), **(resources or build_resources(storefronts))},
+        resources={"dbt": dbt, **(resources or build_resources(storefronts))},
     )
+
+
+def build_run_definitions(
+    job_name: str, storefronts: Storefronts | None, progress: ProgressCallback | None = None
+) -> dg.Definitions:
+    """What running `job_name` in this process needs: the assets, checks, jobs and resources,
+    no schedules or sensors. The dbt side only for the analytics job: importing dagster-dbt
+    and dbt costs about 1.5 s of CPU, which every `alter-pipeline sync` used to pay."""
+    partitions = storefront_partitions(storefronts)
+    if job_name == analytics_job.name:
+        analytics_asset, dbt = _analytics()
+        return dg.Definitions(
+            assets=[*_pipeline_assets(partitions, progress), analytics_asset],
+            asset_checks=asset_checks,
+            jobs=[analytics_job],
+            resources={"dbt": dbt, **build_resources(storefronts)},
+        )
+    return dg.Definitions(
+        assets=_pipeline_assets(partitions, progress),
+        asset_checks=asset_checks,
+        jobs=_pipeline_jobs(partitions),
+        resources=build_resources(storefronts),
+    )
+
+
+def _pipeline_assets(
+    partitions: dg.PartitionsDefinition | None, progress: ProgressCallback | None
+) -> list[dg.AssetsDefinition]:
+    return [
+        build_alter_sync(partitions, progress),
+        build_warehouse_views(partitions),
+        build_status_transitions(partitions),
+    ]
+
+
+def _pipeline_jobs(partitions: dg.PartitionsDefinition | None) -> list[Any]:
+    return [sync_job, apply_rules_job, build_deliver_webhooks_job(partitions), maintenance_job]
+
+
+def _analytics() -> tuple[dg.AssetsDefinition, dg.ConfigurableResource]:
+    # Imported here, not at the top: dagster-dbt and dbt (and the project's parse check) are
+    # 1.5 s of CPU at import, needed only where the dbt models run (measured with
+    # `python -X importtime -c "import alter_pipeline.jobs_runner"`).
+    from alter_pipeline.assets.analytics import analytics, dbt_resource
+
+    return analytics, dbt_resource()

@@ -15,7 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from alter_pipeline.assets.analytics import ANALYTICS_GROUP
+from alter_pipeline.assets.groups import ANALYTICS_GROUP
 from alter_pipeline.assets.rules import ASSET as RULES_ASSET
 from alter_pipeline.assets.rules import rules_path
 from alter_pipeline.assets.scope import Tick, tick_each_storefront

@@ -34,12 +34,12 @@ from alter_pipeline.analytics import (
     parse_project,
     prepare_sources,
 )
+from alter_pipeline.assets.groups import ANALYTICS_GROUP
 from alter_pipeline.assets.metadata import markdown_preview
 from alter_pipeline.resources import LakeResource
 from alter_pipeline.storefronts import storefront_roots
 from alter_pipeline.warehouse import ensure_views
 
-ANALYTICS_GROUP = "analytics"
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 # make install parses the project; a model changed since (a reload in `make ui`) or a checkout
 # installed some other way is parsed here, once. (Not DbtProject.prepare_if_dev: it runs

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from alter_pipeline import sync
 from alter_pipeline.api.errors import AlterAPIError
+from alter_pipeline.assets.groups import SYNC_GROUP
 from alter_pipeline.assets.interrupts import latched_interrupts
 from alter_pipeline.assets.metadata import content_version, table_metadata
 from alter_pipeline.assets.scope import scope_of
@@ -18,7 +19,6 @@ from alter_pipeline.lake import schemas
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.warehouse import ensure_views, lake_tables
 
-SYNC_GROUP = "sync"
 OWNERS = ["team:data-engineering"]
 SYNC_TABLES = {
     "order_events": (

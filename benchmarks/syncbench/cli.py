@@ -95,6 +95,21 @@ def rate_only(plan: Plan) -> None:
         print(f"{t['target']}: {t['value']} ({t['goal']}): {'met' if t['met'] else 'MISSED'}")
 
 
+def overhead_only(plan: Plan) -> None:
+    """Only the run overhead (`--overhead-only`): the CLI against the bare sync."""
+    work = Path(tempfile.mkdtemp(prefix="alter-bench-"))
+    try:
+        session = scenarios.Session(plan, work)
+        cli = scenarios.overhead(session)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [m.as_dict() for m in session.measurements]
+    ours = report.medians(rows, plan.main_orders)[report.OURS]
+    t = report.overhead_target(cli, ours)
+    print(f"{t['target']}: {t['value']} ({t['goal']}): {'met' if t['met'] else 'MISSED'}")
+    print(f"  {t['note']}; the bare sync's CPU {ours['cpu_s']:.1f} s")
+
+
 def million_only(plan: Plan, directory: Path) -> None:
     """Only the million-order store (`--million`): full sync, then an incremental one."""
     work = Path(tempfile.mkdtemp(prefix="alter-bench-"))
@@ -139,6 +154,11 @@ def main(argv: list[str] | None = None) -> None:
         "--rate-only", action="store_true", help="only the syncs at the emulator's rate limits"
     )
     parser.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="only the run overhead: the bare sync and `alter-pipeline sync --full`, alternating",
+    )
+    parser.add_argument(
         "--million",
         action="store_true",
         help="only the 1,000,000-order store: a full sync, then an incremental one (~15 min)",
@@ -150,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
             QUICK if args.quick else FULL,
             args.results_dir or (quick_dir if args.quick else RESULTS),
         )
+        return
+    if args.overhead_only:
+        overhead_only(QUICK if args.quick else FULL)
         return
     if args.rate_only:
         rate_only(QUICK if args.quick else FULL)

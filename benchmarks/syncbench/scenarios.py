@@ -140,6 +140,20 @@ def _repetitions(session: Session, emu: Emulator) -> Path:
     return lake
 
 
+def overhead(session: Session) -> dict[str, Any]:
+    """Only the run overhead (`--overhead-only`): on the main store, the sync in a bare process
+    and `alter-pipeline sync --full`, alternating, `reps` times each."""
+    plan = session.plan
+    runs = []
+    with Emulator(plan.main_orders) as emu:
+        for rep in range(plan.reps):
+            _, out = session.measure(emu, OURS, rep)
+            shutil.rmtree(out)
+            runs.append(cli_full_sync(session, emu))
+    cli = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "cpu_s", "peak_rss_mb")}
+    return cli | {"orders_in_store": plan.main_orders, "runs": len(runs)}
+
+
 def cli_full_sync(session: Session, emu: Emulator) -> dict[str, Any]:
     """`alter-pipeline sync --full` as a user runs it: Dagster loads the definitions, runs
     sync_job in process and records it."""

@@ -110,6 +110,27 @@ def test_all_checks_pass_on_a_clean_store(emulator, run_sync_job):
     assert checks and all(checks.values()), checks
 
 
+def test_the_checks_keep_their_keys_and_run_in_one_step(emulator, run_sync_job):
+    """Asset and name are each check's history in the UI: they never change."""
+    result = run_sync_job(emulator, full=True)
+    keys = {(e.asset_key.path[-1], e.check_name) for e in result.get_asset_check_evaluations()}
+    assert keys == {
+        ("orders", "order_id_unique"),
+        ("order_items", "order_item_id_unique"),
+        ("products", "product_id_unique"),
+        ("orders", "totals_match_items"),
+        ("order_items", "items_reference_orders"),
+        ("orders", "row_count_matches_api"),
+        ("products", "row_count_matches_api"),
+        ("rejected_records", "no_rejected_records"),
+    }
+    check_steps = {e.step_key for e in result.all_events if e.is_step_start} - {
+        "alter_sync",
+        "warehouse_views",
+    }
+    assert check_steps == {"lake_checks"}
+
+
 def test_a_failing_check_is_reported_with_the_offending_ids(emulator_factory, run_sync_job):
     from alter_pipeline.emulator.faults import BadRecordFault
 
