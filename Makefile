@@ -66,8 +66,10 @@ $(BENCH_STAMP): $(STAMP) $(DBT_MANIFEST)
 	$(UV_INSTALL) -e ".[dev,s3,postgres,bench]"
 	touch $(BENCH_STAMP)
 
+# The run's figures go into docs/performance.md and the README (between their markers).
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.syncbench
+	$(BIN)/python -m benchmarks.syncbench.docs
 
 bench-quick: install
 	$(BIN)/python -m benchmarks.syncbench --quick

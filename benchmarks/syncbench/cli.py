@@ -135,6 +135,9 @@ def _cpus() -> int | None:
 def save(results: dict[str, Any], directory: Path) -> tuple[Path, Path | None]:
     directory.mkdir(parents=True, exist_ok=True)
     stem = directory / results["started_at"][:10]
+    if stem.with_suffix(".json").exists():  # a second run that day: keep the first one's
+        stem = directory / f"{results['started_at'][:10]}-{results['started_at'][11:16]}"
+        stem = stem.with_name(stem.name.replace(":", ""))
     data = stem.with_suffix(".json")
     data.write_text(json.dumps(results, indent=1, default=str) + "\n")
     png = stem.with_suffix(".png")
