@@ -551,9 +551,11 @@ class RawPage(Protocol):
 
 
 @runtime_checkable
-class DecodedPage(RawPage, Protocol):
+class DecodedPage(Protocol):
     """A page the fast decoder read (the pager's `FastPage`): what `decode_orders_pages` made
-    of its body, and the positions of the records the pager kept."""
+    of its body, and the positions of the records the pager kept. Not a `RawPage`: checking
+    a page against this protocol reads each of its members, and a `FastPage`'s `items` decodes
+    the whole body as JSON (it made the check a quarter of the sync's CPU time)."""
 
     @property
     def decoded(self) -> object: ...

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ import pytest
 
 from alter_pipeline.api import AlterClient
 from alter_pipeline.api.paging import FastPage
+from alter_pipeline.api.paging import pages as paging_pages
 from alter_pipeline.emulator.faults import KINDS, BadRecordFault, ContractBreakFault, HugePageFault
 from alter_pipeline.lake import Lake, fast_flatten
 from alter_pipeline.lake.fast_flatten import decode_orders_page, flatten_order_pages
@@ -448,6 +450,33 @@ def test_an_empty_listing_page_decodes() -> None:
     decoded = decode_orders_page(b'{"order":{"items":[],"total":0}}')
     assert decoded is not None and decoded.ids == [] and decoded.total == 0
     assert_same(b'{"order":{"items":[],"total":0}}')
+
+
+def test_a_page_the_fast_path_built_is_never_decoded_as_json(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The point of the fast path: no Python object per row. Telling a fast page from a plain
+    one must not read its `items`, which decode the whole body (a runtime protocol check did,
+    and cost a quarter of the sync's CPU time)."""
+    bodies = page_bodies(emulator, limit=20, step=19)[:4]
+    pages = []
+    for body, decoded in zip(bodies, fast_flatten.decode_orders_pages(bodies), strict=True):
+        assert decoded is not None and decoded.flat is not None
+        pages.append(
+            FastPage(0, decoded.total, decoded, list(range(len(decoded.ids))), body, "order")
+        )
+    decoded_as_json: list[int] = []
+
+    def loads(*args: Any, **kwargs: Any) -> Any:
+        decoded_as_json.append(1)
+        return json.loads(*args, **kwargs)
+
+    monkeypatch.setattr(paging_pages, "json", SimpleNamespace(loads=loads))
+
+    flats = [flat for _, flat in flatten_order_pages(pages)]
+
+    assert sum(f.orders.num_rows for f in flats) == sum(len(p.keep) for p in pages)
+    assert decoded_as_json == []
 
 
 def test_a_batch_with_one_bad_page_keeps_the_other_pages_fast(emulator: Any) -> None:
