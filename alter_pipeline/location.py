@@ -83,20 +83,14 @@ def build_run_definitions(
     no schedules or sensors. The dbt side only for the analytics job: importing dagster-dbt
     and dbt costs about 1.5 s of CPU, which every `alter-pipeline sync` used to pay."""
     partitions = storefront_partitions(storefronts)
+    assets = _pipeline_assets(partitions, progress)
+    jobs = _pipeline_jobs(partitions)
+    resources: dict[str, dg.ConfigurableResource] = build_resources(storefronts)
     if job_name == analytics_job.name:
-        analytics_asset, dbt = _analytics()
-        return dg.Definitions(
-            assets=[*_pipeline_assets(partitions, progress), analytics_asset],
-            asset_checks=asset_checks,
-            jobs=[analytics_job],
-            resources={"dbt": dbt, **build_resources(storefronts)},
-        )
-    return dg.Definitions(
-        assets=_pipeline_assets(partitions, progress),
-        asset_checks=asset_checks,
-        jobs=_pipeline_jobs(partitions),
-        resources=build_resources(storefronts),
-    )
+        analytics_asset, resources["dbt"] = _analytics()
+        assets.append(analytics_asset)
+        jobs = [analytics_job]
+    return dg.Definitions(assets=assets, asset_checks=asset_checks, jobs=jobs, resources=resources)
 
 
 def _pipeline_assets(

@@ -16,13 +16,13 @@ class SigintInFinalizer:
             pass
 
 
+SIGNAL_FIELDS = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+
+
 def _signal_state(pid: int | str) -> str:
     """The lines of /proc/PID/status that say how a process takes signals (masks in hex)."""
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return " ".join(line.replace("\t", "") for line in lines if line.startswith(SIGNAL_FIELDS))
-
-
-SIGNAL_FIELDS = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
 
 
 def terminate_or_explain(

@@ -36,12 +36,6 @@ def _current(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Snap
     return snapshot
 
 
-def _offenders(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[int, list[Any]]:
-    """Count and a sample of the first column of `sql`'s rows (the offending ids)."""
-    rows = con.execute(sql).fetchall()
-    return len(rows), [row[0] for row in rows[:SAMPLE]]
-
-
 Evaluate = Callable[[Snapshot, duckdb.DuckDBPyConnection], tuple[bool, dict[str, Any]]]
 
 
@@ -52,14 +46,17 @@ class Check:
 
 
 def _offending(sql: str, what: str) -> Evaluate:
+    """Passes when `sql` returns no rows; reports their count and a sample of their first
+    column (the offending ids)."""
+
     def evaluate(snapshot: Snapshot, con: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str, Any]]:
-        count, sample = _offenders(con, sql)
+        rows = con.execute(sql).fetchall()
         metadata = {
-            "offending_count": count,
-            "offending_ids": dg.MetadataValue.json(list(sample)),
+            "offending_count": len(rows),
+            "offending_ids": dg.MetadataValue.json([row[0] for row in rows[:SAMPLE]]),
             "what": what,
         }
-        return count == 0, metadata
+        return not rows, metadata
 
     return evaluate
 
