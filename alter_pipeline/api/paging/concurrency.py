@@ -194,13 +194,12 @@ class AdaptiveLimit:
     def _pace_after_429(self, now: float) -> _Pace:
         span = now - self._last_decrease
         current = self._pace.at(now) if self._pace is not None else self.sending_rate()
+        known = self._pace.limit if self._pace is not None else None
         if span < MIN_MEASURE_SPAN:  # too soon after the last to measure the limit over
-            known = self._pace.limit if self._pace is not None else None
             return _Pace(max(0.1, current * PACE_DECREASE), now, known)
         if span > MAX_MEASURE_SPAN:  # the first 429, or the first in a long while
             return _Pace(max(0.1, self._guess_limit(now) * FIRST_PACE_SHARE), now, None)
         measured = max(0.1, (self._accepted - self._accepted_at_decrease) / span)
-        known = self._pace.limit if self._pace is not None else None
         # The accepted rate reads low when the limit dropped allowance unused (the pace was
         # under it for a while): a limit measured before still holds, unless this 429 came
         # while the pace was under it (the limit itself came down).
