@@ -239,8 +239,13 @@ def _pipeline(
     latency = rt.store.config.latency_ms / 1000
 
     async def endpoint(request: Request) -> Response:
-        response = await _answer(rt, request, scope, handler, exempt, latency)
-        rt.store.counters.record(label, response.status_code)
+        counters = rt.store.counters
+        counters.started()
+        try:
+            response = await _answer(rt, request, scope, handler, exempt, latency)
+        finally:
+            counters.finished()
+        counters.record(label, response.status_code)
         return response
 
     return endpoint

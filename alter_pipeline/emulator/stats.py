@@ -18,6 +18,24 @@ class RequestCounters:
         self._routes: Counter[str] = Counter()
         self._statuses: Counter[int] = Counter()
         self._by_route_status: Counter[tuple[str, int]] = Counter()
+        self._in_flight = 0
+        self._peak_in_flight = 0
+
+    def started(self) -> None:
+        """A request arrived (before any latency): counted towards `peak_in_flight`."""
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+
+    def finished(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def peak_in_flight(self) -> int:
+        """The most requests the server held at once since the last reset: what a client's
+        concurrency ceiling must bound."""
+        with self._lock:
+            return self._peak_in_flight
 
     def record(self, route: str, status: int) -> None:
         with self._lock:
@@ -39,6 +57,7 @@ class RequestCounters:
             self._routes.clear()
             self._statuses.clear()
             self._by_route_status.clear()
+            self._peak_in_flight = self._in_flight
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:

@@ -226,6 +226,18 @@ def test_iter_order_pages_reads_every_order_once(
     assert isinstance(pages[0].items[0]["totalPrice"]["value"], int | Decimal)
 
 
+def test_listing_never_has_more_requests_in_flight_than_its_concurrency(
+    emulator_factory: Factory,
+) -> None:
+    # The pager keeps more pages under way than requests (PAGES_PER_REQUEST): the server
+    # must still never hold more than `concurrency` of its requests at once.
+    emu = emulator_factory(orders=400, latency_ms=20)
+    with connect(emu) as client:
+        ids = listed_ids(client, concurrency=3, page_size=10)
+    assert sorted(ids) == emu.store.order_ids()
+    assert emu.counters.peak_in_flight() == 3
+
+
 def test_iter_orders_and_products_are_typed(client: AlterClient) -> None:
     orders = list(client.iter_orders(order_status="completed"))
     assert orders and all(o.order_status == "completed" for o in orders)

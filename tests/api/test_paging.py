@@ -32,6 +32,7 @@ from alter_pipeline.api import (
 )
 from alter_pipeline.api._wire import Counters, Secrets
 from alter_pipeline.api.paging import (
+    PAGES_PER_REQUEST,
     Coverage,
     FastPage,
     Listing,
@@ -374,7 +375,7 @@ def test_slow_consumer_keeps_few_pages_in_memory() -> None:
     next(pages)
     # The consumer is busy: first the pager fills what it may (else the test proves nothing),
     # then it must stop there. The queue holds `concurrency` pages, each worker one more.
-    bound = 1 + 4 + 4 + 1
+    bound = 1 + 4 + 4 * PAGES_PER_REQUEST + 1
     deadline = time.monotonic() + 10
     while stats.snapshot().pages < bound - 1 and time.monotonic() < deadline:
         time.sleep(0.01)

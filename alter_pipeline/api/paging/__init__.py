@@ -32,7 +32,7 @@ only the rows not yielded before (so a page may be shorter than the limit). The 
 always yielded, even when empty, so a consumer always learns `total`.
 
 The sync iterator runs the loop in a background thread and hands pages over through a bounded
-queue: at most about `2 * concurrency` pages exist at once, however long the listing.
+queue: at most about `3 * concurrency` pages exist at once, however long the listing.
 
 The pieces, one module each: `pages` (what a listing yields and what a page read holds),
 `sender` (async requests with the client's retry rules), `decoding` (the decoder thread beside
@@ -43,13 +43,14 @@ flight), `pager` (one listing run) and `bridge` (the background loop behind the 
 from alter_pipeline.api.paging.bridge import PagerSettings, iter_pages
 from alter_pipeline.api.paging.coverage import Coverage, page_span
 from alter_pipeline.api.paging.decoding import DECODE_BATCH, DECODE_THREADS
-from alter_pipeline.api.paging.pager import Pager
+from alter_pipeline.api.paging.pager import PAGES_PER_REQUEST, Pager
 from alter_pipeline.api.paging.pages import Decoded, Decoder, FastPage, Listing, Page
 from alter_pipeline.api.paging.sender import AsyncSender
 
 __all__ = [
     "DECODE_BATCH",
     "DECODE_THREADS",
+    "PAGES_PER_REQUEST",
     "AsyncSender",
     "Coverage",
     "Decoded",

@@ -1,5 +1,6 @@
 """The sync iterator over a listing: a `Pager` on a background event loop, pages handed over
-through a bounded queue (at most about `2 * concurrency` pages exist at once)."""
+through a bounded queue (at most about `(PAGES_PER_REQUEST + 1) * concurrency` pages exist at
+once: those under way in the pager, and the queue's)."""
 
 from __future__ import annotations
 

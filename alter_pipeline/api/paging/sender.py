@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 from typing import Any
 
 import httpx
@@ -34,7 +35,7 @@ class AsyncSender:
     ) -> None:
         self._clients = clients
         self.limit = limit or AdaptiveLimit(len(clients))
-        self._room = asyncio.Event()
+        self._queue: collections.deque[asyncio.Future[float]] = collections.deque()
         self._free = list(clients)
         self._secrets = secrets
         self._policy = policy
@@ -84,21 +85,42 @@ class AsyncSender:
             self._heard(outcome, sent_at)
 
     async def _admit(self) -> float:
-        """Wait for room in the window, then for the pause and the pace; the send time."""
-        while not self.limit.may_start():
-            self._room.clear()
-            await self._room.wait()
-        wait = self.limit.reserve()
+        """Wait for a slot in the window (first come, first served), then for the pause and
+        the pace; the send time."""
+        if self._queue or not self.limit.may_start():
+            turn: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            self._queue.append(turn)
+            try:
+                wait = await turn
+            except BaseException:  # cancelled in the queue, or just after its slot came
+                if turn in self._queue:
+                    self._queue.remove(turn)
+                elif turn.done() and not turn.cancelled():
+                    self._release()
+                raise
+        else:
+            wait = self.limit.reserve()
         try:
             # A 429 heard while this one waited for its slot pauses it too.
             while wait > 0:
                 await asyncio.sleep(wait)
                 wait = self.limit.paused_for()
         except BaseException:  # cancelled while waiting: give the slot back
-            self.limit.on_other()
-            self._room.set()
+            self._release()
             raise
         return self.limit.now()
+
+    def _release(self) -> None:
+        self.limit.on_other()
+        self._admit_queued()
+
+    def _admit_queued(self) -> None:
+        """Hand each free slot to the longest waiting request, reserved on its behalf (so one
+        free slot never wakes two). In order of arrival: the pager's pages go out by offset."""
+        while self._queue and self.limit.may_start():
+            turn = self._queue.popleft()
+            if not turn.done():  # cancelled, its task not yet resumed to leave the queue
+                turn.set_result(self.limit.reserve())
 
     def _heard(self, outcome: _wire.Reply | Exception | None, sent_at: float) -> None:
         if isinstance(outcome, _wire.Reply) and outcome.status == 429:
@@ -111,7 +133,7 @@ class AsyncSender:
             self.limit.on_other()
         settled = self.limit.settled()
         self._stats.settle(settled.window, settled.pace, settled.replies)
-        self._room.set()
+        self._admit_queued()
 
     async def _exchange(self, http: httpx.AsyncClient, call: _wire.Call) -> _wire.Reply | Exception:
         request = call.build(http, self._secrets)
