@@ -3,8 +3,10 @@ rejected_records into one lake snapshot, committed atomically."""
 
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
+import duckdb
 from pydantic import Field
 
 from alter_pipeline import sync
@@ -15,7 +17,7 @@ from alter_pipeline.assets.metadata import content_version, table_metadata
 from alter_pipeline.assets.scope import scope_of
 from alter_pipeline.events.detect import ORDERS_HISTORY
 from alter_pipeline.events.schema import ORDER_EVENTS
-from alter_pipeline.lake import schemas
+from alter_pipeline.lake import Snapshot, schemas
 from alter_pipeline.resources import AlterApiResource, LakeResource
 from alter_pipeline.warehouse import ensure_views, lake_tables
 
@@ -169,14 +171,27 @@ def _sync(
     }
     if report.previous_unreadable:
         run_figures["previous_snapshot_unreadable"] = report.previous_unreadable
-    for table, (_, schema) in SYNC_TABLES.items():
-        metadata = table_metadata(snapshot, table, schema) | run_figures
-        if table == "orders":
-            metadata["api_total"] = report.orders.api_total
-        if table == "products":
-            metadata["api_total"] = report.products.api_total
-        version = content_version(snapshot, table) if table in VERSIONED_TABLES else None
-        yield dg.MaterializeResult(asset_key=table, metadata=metadata, data_version=version)
+    with duckdb.connect() as con:  # one for every table (see table_metadata)
+        results = [
+            _table_result(con, snapshot, table, report, run_figures) for table in SYNC_TABLES
+        ]
+    yield from results
+
+
+def _table_result(
+    con: duckdb.DuckDBPyConnection,
+    snapshot: Snapshot,
+    table: str,
+    report: sync.SyncReport,
+    run_figures: dict[str, Any],
+) -> dg.MaterializeResult:
+    metadata = table_metadata(con, snapshot, table, SYNC_TABLES[table][1]) | run_figures
+    if table == "orders":
+        metadata["api_total"] = report.orders.api_total
+    if table == "products":
+        metadata["api_total"] = report.products.api_total
+    version = content_version(con, snapshot, table) if table in VERSIONED_TABLES else None
+    return dg.MaterializeResult(asset_key=table, metadata=metadata, data_version=version)
 
 
 def build_warehouse_views(
