@@ -166,6 +166,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only the 1,000,000-order store: a full sync, then an incremental one (~15 min)",
     )
+    parser.add_argument(
+        "--orders",
+        type=int,
+        help="with --overhead-only: the store's size (a small one shows the fixed part)",
+    )
     args = parser.parse_args(argv)
     if args.million:
         quick_dir = Path(tempfile.gettempdir()) / "alter-bench-quick"
@@ -175,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
     if args.overhead_only:
-        overhead_only(QUICK if args.quick else FULL)
+        plan = QUICK if args.quick else FULL
+        overhead_only(replace(plan, main_orders=args.orders) if args.orders else plan)
         return
     if args.rate_only:
         rate_only(QUICK if args.quick else FULL)

@@ -112,19 +112,22 @@ def main_store(session: Session) -> None:
     plan = session.plan
     print(f"store of {plan.main_orders} orders: {plan.reps} repetitions, alternating", flush=True)
     with Emulator(plan.main_orders) as emu:
-        lake = _repetitions(session, emu)
+        lake, cli_runs = _repetitions(session, emu)
         if not plan.scale_orders:
             sweep(session, emu)
-        if plan.cli:
-            session.sections["cli"] = cli_full_sync(session, emu)
+        if cli_runs:
+            session.sections["cli"] = _cli_medians(cli_runs, plan.main_orders)
         session.sections["incremental"] = incremental(session, emu, lake)
     shutil.rmtree(lake)
 
 
-def _repetitions(session: Session, emu: Emulator) -> Path:
-    """Every contender, `reps` times (dlt `slow_reps`, naive `naive_reps`), in a rotating order.
-    Returns the lake of alter-pipeline's last run (for the incremental sync)."""
+def _repetitions(session: Session, emu: Emulator) -> tuple[Path, list[dict[str, Any]]]:
+    """Every contender, `reps` times (dlt `slow_reps`, naive `naive_reps`), in a rotating order;
+    with the plan's `cli`, `alter-pipeline sync --full` right after each bare alter-pipeline
+    run, so the overhead is a median against a median measured under the same load.
+    Returns the lake of alter-pipeline's last run (for the incremental sync) and the CLI's."""
     lake: Path | None = None
+    cli_runs: list[dict[str, Any]] = []
     for rep in range(session.plan.reps):
         for name in rotation(session.plan.contenders, rep):
             if rep >= reps_of(session.plan, name):
@@ -134,10 +137,12 @@ def _repetitions(session: Session, emu: Emulator) -> Path:
                 if lake is not None:
                     shutil.rmtree(lake)
                 lake = out
+                if session.plan.cli:
+                    cli_runs.append(cli_full_sync(session, emu))
             else:
                 shutil.rmtree(out)
     assert lake is not None
-    return lake
+    return lake, cli_runs
 
 
 def overhead(session: Session) -> dict[str, Any]:
@@ -150,8 +155,16 @@ def overhead(session: Session) -> dict[str, Any]:
             _, out = session.measure(emu, OURS, rep)
             shutil.rmtree(out)
             runs.append(cli_full_sync(session, emu))
+    return _cli_medians(runs, plan.main_orders)
+
+
+def _cli_medians(runs: list[dict[str, Any]], orders: int) -> dict[str, Any]:
     cli = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "cpu_s", "peak_rss_mb")}
-    return cli | {"orders_in_store": plan.main_orders, "runs": len(runs)}
+    return cli | {
+        "orders_in_store": orders,
+        "runs": len(runs),
+        "walls_s": [round(r["wall_s"], 2) for r in runs],
+    }
 
 
 def cli_full_sync(session: Session, emu: Emulator) -> dict[str, Any]:
