@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from benchmarks.syncbench.measure import ROOT
+
+SYNC_FULL_CLI = [str(Path(sys.executable).with_name("alter-pipeline")), "sync", "--full"]
 
 SEED = 7
 LATENCY_MS = 30.0
@@ -60,6 +64,16 @@ class Emulator:
         reply = self._read()
         self.now = reply["now"]
         return reply
+
+    def cli_env(self, data_dir: Path, dagster_home: Path) -> dict[str, str]:
+        """The environment `alter-pipeline` runs in against this emulator."""
+        return os.environ | {
+            "ALTER_API_BASE_URL": self.base_url,
+            "ALTER_API_KEY": self.key,
+            "ALTER_API_TOKEN": self.token,
+            "ALTER_DATA_DIR": str(data_dir),
+            "DAGSTER_HOME": str(dagster_home),
+        }
 
     def client_args(self) -> list[str]:
         return ["--base-url", self.base_url, "--key", self.key, "--token", self.token]

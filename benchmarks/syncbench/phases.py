@@ -20,7 +20,6 @@ import functools
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.syncbench.emulator import Emulator
+from benchmarks.syncbench.emulator import SYNC_FULL_CLI, Emulator
 
 SAMPLE_S = 0.02
 SYNC_STEPS = (
@@ -49,12 +48,12 @@ class PhaseSampler(threading.Thread):
         super().__init__(daemon=True)
         self.phase = "imports done"
         self.spans: dict[str, list[float]] = {}  # phase: [first seen, last seen, peak MB]
-        self._started = time.perf_counter()
+        self._origin = time.perf_counter()
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            now, rss = time.perf_counter() - self._started, _rss_mb()
+            now, rss = time.perf_counter() - self._origin, _rss_mb()
             span = self.spans.setdefault(self.phase, [now, now, 0.0])
             span[1], span[2] = now, max(span[2], rss)
             time.sleep(SAMPLE_S)
@@ -102,16 +101,9 @@ def cli(orders: int, runs: int) -> None:
     with Emulator(orders) as emu:
         for _ in range(runs):
             data, home = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
-            env = os.environ | {
-                "ALTER_API_BASE_URL": emu.base_url,
-                "ALTER_API_KEY": emu.key,
-                "ALTER_API_TOKEN": emu.token,
-                "ALTER_DATA_DIR": str(data),
-                "DAGSTER_HOME": str(home),
-            }
-            command = [str(Path(sys.executable).with_name("alter-pipeline")), "sync", "--full"]
             started = time.time()
-            subprocess.run(command, env=env, check=True, capture_output=True)
+            env = emu.cli_env(data, home)
+            subprocess.run(SYNC_FULL_CLI, env=env, check=True, capture_output=True)
             ended = time.time()
             print(_cli_split(home, started, ended))
             shutil.rmtree(data)
@@ -121,7 +113,7 @@ def cli(orders: int, runs: int) -> None:
 def _cli_split(home: Path, started: float, ended: float) -> str:
     import dagster as dg  # the bench's own process needs Dagster only here
 
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home))) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         run = instance.get_runs(limit=1)[0]
         events = instance.all_logs(run.run_id)
     first, last = events[0].timestamp, events[-1].timestamp

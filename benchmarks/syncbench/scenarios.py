@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.syncbench.emulator import Emulator
+from benchmarks.syncbench.emulator import SYNC_FULL_CLI, Emulator
 from benchmarks.syncbench.measure import Measurement, run_measured
 from benchmarks.syncbench.plan import FAST, Plan, reps_of, rotation
 
@@ -171,15 +171,7 @@ def cli_full_sync(session: Session, emu: Emulator) -> dict[str, Any]:
     """`alter-pipeline sync --full` as a user runs it: Dagster loads the definitions, runs
     sync_job in process and records it."""
     data, home = session.scratch("cli-data"), session.scratch("cli-dagster")
-    env = os.environ | {
-        "ALTER_API_BASE_URL": emu.base_url,
-        "ALTER_API_KEY": emu.key,
-        "ALTER_API_TOKEN": emu.token,
-        "ALTER_DATA_DIR": str(data),
-        "DAGSTER_HOME": str(home),
-    }
-    command = [str(Path(sys.executable).with_name("alter-pipeline")), "sync", "--full"]
-    run = run_measured(command, emu.root_url, env=env)
+    run = run_measured(SYNC_FULL_CLI, emu.root_url, env=emu.cli_env(data, home))
     shutil.rmtree(data)
     shutil.rmtree(home)
     print(f"  alter-pipeline sync --full (CLI) {run.process_wall_s:7.2f} s", flush=True)
