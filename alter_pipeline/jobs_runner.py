@@ -86,10 +86,19 @@ def run_job(
             partition_key=partition_key,
             tags=run_tags(),
         )
+    return job_outcome(result)
+
+
+def job_outcome(result: dg.ExecuteInProcessResult) -> JobOutcome:
+    """What a finished in-process run did: its first error, materializations, failed checks."""
     outcome = JobOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:
         if event.is_step_failure and outcome.error is None:
             outcome.error = _root_message(event.step_failure_data.error)
+        # A run that failed before any step did (Ctrl-C during its set-up, a resource that
+        # could not start) says why only in its failure event.
+        if event.is_run_failure and outcome.error is None:
+            outcome.error = _root_message(event.job_failure_data.error)
         if event.is_step_materialization:
             materialization = event.step_materialization_data.materialization
             outcome.metadata[materialization.asset_key.to_user_string()] = {

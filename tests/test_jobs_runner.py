@@ -1,16 +1,19 @@
 """`run_job`: a job run in this process, recorded in the instance; the caller hears progress."""
 
+import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 from signal_helpers import SigintInFinalizer
 
 from alter_pipeline.config import Settings
-from alter_pipeline.jobs_runner import run_job
+from alter_pipeline.jobs_runner import job_outcome, run_job
 
 
 @pytest.fixture
@@ -80,3 +83,30 @@ def test_a_run_leaves_sigterm_as_it_found_it_where_sigint_is_ignored(project, em
     assert outcome.success, outcome.error
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+class _InterruptedWhileStarting(dg.ConfigurableResource):
+    """Ctrl-C while the run sets up, before any step has started."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # Dagster's handler turns the signal into its interruption error
+
+
+def test_a_ctrl_c_before_any_step_is_reported_as_an_interruption_not_as_no_error():
+    @dg.asset
+    def never_started(starting: _InterruptedWhileStarting) -> None:
+        raise AssertionError("the step must not run")
+
+    job = dg.define_asset_job("interrupted", executor_def=dg.in_process_executor)
+    defs = dg.Definitions(
+        assets=[never_started], jobs=[job], resources={"starting": _InterruptedWhileStarting()}
+    )
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("interrupted").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    outcome = job_outcome(result)
+    assert not outcome.success
+    assert outcome.error is not None
+    assert outcome.error.startswith("DagsterExecutionInterrupted")  # the CLI's exit 130
