@@ -49,7 +49,7 @@ class Measurement:
 def tree_rss(pid: int) -> int:
     """Resident bytes of `pid` and all its descendants (0 once it is gone)."""
     if psutil is None:
-        return _own_rss(pid)
+        return process_rss(pid)
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -64,7 +64,8 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def _own_rss(pid: int) -> int:
+def process_rss(pid: int) -> int:
+    """Resident bytes of `pid` alone (from /proc; 0 once it is gone)."""
     try:
         pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
     except (OSError, IndexError, ValueError):

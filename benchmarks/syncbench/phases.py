@@ -28,17 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.syncbench.emulator import SYNC_FULL_CLI, Emulator
+from benchmarks.syncbench.measure import process_rss
 
 SAMPLE_S = 0.02
 SYNC_STEPS = (
     "write_all_orders", "check_full_listing", "write_all_products", "keep_rejected",
     "record_changes", "_write_history",
 )  # fmt: skip
-
-
-def _rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class PhaseSampler(threading.Thread):
@@ -53,7 +49,8 @@ class PhaseSampler(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            now, rss = time.perf_counter() - self._origin, _rss_mb()
+            now = time.perf_counter() - self._origin
+            rss = process_rss(os.getpid()) / 2**20
             span = self.spans.setdefault(self.phase, [now, now, 0.0])
             span[1], span[2] = now, max(span[2], rss)
             time.sleep(SAMPLE_S)
